@@ -1,0 +1,935 @@
+//! The compiled routing table: a validated [`Snapshot`] in a compact,
+//! read-only form built for lookups on every request.
+//!
+//! Layout, chosen for a million tenants and a million custom domains:
+//!
+//! - every tenant id, slug and domain is copied once into one string arena
+//!   and referred to by `(offset, len)` — no per-string allocation;
+//! - tenants are fixed-size records (`TenantRec`, 28 bytes) in one `Vec`;
+//! - the three indexes (id, slug, domain) are `hashbrown::HashTable`s of
+//!   small integers hashed by the arena string they point at, so an index
+//!   entry costs 4–12 bytes plus a control byte.
+//!
+//! A table is built only from a snapshot that passes every check; a
+//! snapshot with problems produces the full list and no table.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+use serde::Serialize;
+
+use crate::hostname::Hostname;
+use crate::ids::{PlanName, RegionName, Slug, TargetId, TenantId};
+use crate::placement::MAX_SHARD_WEIGHT;
+use crate::snapshot::{
+    BackendDoc, PlanDoc, Problems, Snapshot, TargetDoc, TargetKind, TargetStatus, TenantDoc,
+    TenantStatus,
+};
+
+/// Largest response cached when a plan does not say.
+pub const DEFAULT_CACHE_MAX_OBJECT_BYTES: u64 = 1 << 20;
+
+/// What the table needs to know beyond the snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// The platform's own domains: `{slug}.{base}` routes to the tenant with
+    /// that slug, and no tenant may claim a custom domain at or below one.
+    pub base_domains: Vec<Hostname>,
+}
+
+/// Index of a region within one [`RoutingTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegionIdx(pub(crate) u16);
+
+/// A plan's limits, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Plan name.
+    pub name: PlanName,
+    /// Sustained requests per second for the tenant.
+    pub rate_per_sec: u32,
+    /// Burst above the sustained rate.
+    pub burst: u32,
+    /// Per-client-IP rate within the tenant; `None` when unlimited.
+    pub ip_rate_per_sec: Option<u32>,
+    /// Whether responses are cached.
+    pub cache: bool,
+    /// Default TTL when the origin says nothing.
+    pub cache_ttl_secs: u32,
+    /// Largest object cached.
+    pub cache_max_object_bytes: u64,
+    /// Largest request body accepted.
+    pub max_body_bytes: u64,
+}
+
+/// One upstream app server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Backend {
+    /// `host:port`, as configured.
+    pub addr: Box<str>,
+    /// Relative share of the pool's traffic.
+    pub weight: u32,
+}
+
+/// The app servers of one target in one region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pool {
+    /// Where these servers run.
+    pub region: RegionName,
+    /// The servers, never empty.
+    pub backends: Box<[Backend]>,
+}
+
+/// A shard or dedicated cluster, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Target id.
+    pub id: TargetId,
+    /// Shard or dedicated cluster.
+    pub kind: TargetKind,
+    /// Home region: where the primary database is.
+    pub region: RegionIdx,
+    /// Relative capacity for placement.
+    pub weight: u32,
+    /// Active, draining or offline.
+    pub status: TargetStatus,
+    /// Pools indexed by [`RegionIdx`]; `None` where the target has none.
+    pools: Box<[Option<Pool>]>,
+}
+
+impl Target {
+    /// The pool in `region`, if the target has one there.
+    pub fn pool(&self, region: RegionIdx) -> Option<&Pool> {
+        self.pools.get(usize::from(region.0)).and_then(Option::as_ref)
+    }
+
+    /// Every pool of the target.
+    pub fn pools(&self) -> impl Iterator<Item = &Pool> {
+        self.pools.iter().flatten()
+    }
+}
+
+/// A string in the arena.
+#[derive(Clone, Copy)]
+struct StrRef {
+    offset: u32,
+    len: u32,
+}
+
+/// A tenant, compactly: 28 bytes plus its strings in the arena.
+#[derive(Clone, Copy)]
+struct TenantRec {
+    id: StrRef,
+    slug: StrRef,
+    target: u32,
+    plan: u16,
+    region: u16,
+    status: TenantStatus,
+}
+
+/// A custom domain and its tenant.
+#[derive(Clone, Copy)]
+struct DomainRec {
+    name: StrRef,
+    tenant: u32,
+}
+
+/// The compiled, immutable routing table. Cheap to share behind an `Arc`
+/// and swap whole when a new snapshot arrives.
+pub struct RoutingTable {
+    version: u64,
+    regions: Box<[RegionName]>,
+    plans: Box<[Plan]>,
+    targets: Box<[Target]>,
+    tenants: Box<[TenantRec]>,
+    /// Every tenant id, slug and domain, back to back.
+    arena: Box<str>,
+    /// Tenant index by id (all tenants, for the trusted header).
+    by_id: HashTable<u32>,
+    /// Tenant index by slug (tenants that are not deleted).
+    by_slug: HashTable<u32>,
+    /// Custom domains of tenants that are not deleted.
+    by_domain: HashTable<DomainRec>,
+    base_domains: Box<[Hostname]>,
+    /// Seeded per table, so a tenant cannot pick domain names that collide
+    /// in every gateway's index.
+    hasher: RandomState,
+}
+
+impl fmt::Debug for RoutingTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RoutingTable")
+            .field("version", &self.version)
+            .field("regions", &self.regions)
+            .field("plans", &self.plans.len())
+            .field("targets", &self.targets.len())
+            .field("tenants", &self.tenants.len())
+            .field("domains", &self.by_domain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A tenant of a [`RoutingTable`].
+#[derive(Clone, Copy)]
+pub struct TenantRef<'t> {
+    table: &'t RoutingTable,
+    index: u32,
+}
+
+impl fmt::Debug for TenantRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tenant")
+            .field("id", &self.id())
+            .field("slug", &self.slug())
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl<'t> TenantRef<'t> {
+    fn rec(&self) -> &'t TenantRec {
+        &self.table.tenants[self.index as usize]
+    }
+
+    /// Position of the tenant in the table.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The tenant's id.
+    pub fn id(&self) -> &'t str {
+        self.table.str(self.rec().id)
+    }
+
+    /// The tenant's slug.
+    pub fn slug(&self) -> &'t str {
+        self.table.str(self.rec().slug)
+    }
+
+    /// Lifecycle state.
+    pub fn status(&self) -> TenantStatus {
+        self.rec().status
+    }
+
+    /// The tenant's plan.
+    pub fn plan(&self) -> &'t Plan {
+        &self.table.plans[usize::from(self.rec().plan)]
+    }
+
+    /// Home region.
+    pub fn region(&self) -> RegionIdx {
+        RegionIdx(self.rec().region)
+    }
+
+    /// Home region's name.
+    pub fn region_name(&self) -> &'t RegionName {
+        self.table.region_name(self.region())
+    }
+
+    /// The shard or dedicated cluster holding the tenant's data.
+    pub fn target(&self) -> &'t Target {
+        &self.table.targets[self.rec().target as usize]
+    }
+}
+
+impl RoutingTable {
+    /// Validates `snapshot` and compiles it.
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, each with its location in the document. Nothing
+    /// of a snapshot with problems is used.
+    pub fn build(snapshot: &Snapshot, options: &BuildOptions) -> Result<Self, Problems> {
+        Builder::new(snapshot, options).build()
+    }
+
+    /// The snapshot version this table was built from.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Looks a region up by name.
+    pub fn region(&self, name: &str) -> Option<RegionIdx> {
+        self.regions
+            .iter()
+            .position(|r| r.as_str() == name)
+            .map(|i| RegionIdx(i as u16))
+    }
+
+    /// A region's name.
+    ///
+    /// # Panics
+    ///
+    /// If `region` comes from another table with fewer regions.
+    pub fn region_name(&self, region: RegionIdx) -> &RegionName {
+        &self.regions[usize::from(region.0)]
+    }
+
+    /// Every region.
+    pub fn regions(&self) -> &[RegionName] {
+        &self.regions
+    }
+
+    /// Every plan.
+    pub fn plans(&self) -> &[Plan] {
+        &self.plans
+    }
+
+    /// Every target.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// The platform's base domains.
+    pub fn base_domains(&self) -> &[Hostname] {
+        &self.base_domains
+    }
+
+    /// Number of tenants, deleted ones included.
+    pub fn tenant_count(&self) -> usize {
+        self.tenants.len()
+    }
+
+    /// Number of routable custom domains.
+    pub fn domain_count(&self) -> usize {
+        self.by_domain.len()
+    }
+
+    /// The tenant at `index`, if any.
+    pub fn tenant(&self, index: u32) -> Option<TenantRef<'_>> {
+        ((index as usize) < self.tenants.len()).then_some(TenantRef { table: self, index })
+    }
+
+    /// Every tenant, in snapshot order.
+    pub fn tenants(&self) -> impl Iterator<Item = TenantRef<'_>> {
+        (0..self.tenants.len() as u32).map(|index| TenantRef { table: self, index })
+    }
+
+    /// The tenant with `id`, deleted ones included.
+    pub fn tenant_by_id(&self, id: &str) -> Option<TenantRef<'_>> {
+        let hash = self.hasher.hash_one(id);
+        self.by_id
+            .find(hash, |&i| self.str(self.tenants[i as usize].id) == id)
+            .map(|&index| TenantRef { table: self, index })
+    }
+
+    /// The (not deleted) tenant with `slug`.
+    pub fn tenant_by_slug(&self, slug: &str) -> Option<TenantRef<'_>> {
+        let hash = self.hasher.hash_one(slug);
+        self.by_slug
+            .find(hash, |&i| self.str(self.tenants[i as usize].slug) == slug)
+            .map(|&index| TenantRef { table: self, index })
+    }
+
+    /// The (not deleted) tenant that claims the normalised custom domain `host`.
+    pub fn tenant_by_domain(&self, host: &str) -> Option<TenantRef<'_>> {
+        let hash = self.hasher.hash_one(host);
+        self.by_domain
+            .find(hash, |d| self.str(d.name) == host)
+            .map(|d| TenantRef {
+                table: self,
+                index: d.tenant,
+            })
+    }
+
+    /// The custom domains of the tenant at `index`. Walks every domain:
+    /// for debugging and tooling, not for the request path.
+    pub fn domains_of(&self, index: u32) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .by_domain
+            .iter()
+            .filter(|d| d.tenant == index)
+            .map(|d| self.str(d.name))
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    fn str(&self, r: StrRef) -> &str {
+        &self.arena[r.offset as usize..(r.offset + r.len) as usize]
+    }
+}
+
+/// Builds a table, collecting problems as it goes.
+struct Builder<'s> {
+    snapshot: &'s Snapshot,
+    options: &'s BuildOptions,
+    problems: Problems,
+}
+
+/// Where a tenant's fields are, for messages.
+fn tenant_loc(i: usize, t: &TenantDoc) -> String {
+    format!("tenants[{i}] (id {:?})", t.id)
+}
+
+fn target_loc(i: usize, t: &TargetDoc) -> String {
+    format!("targets[{i}] (id {:?})", t.id)
+}
+
+impl<'s> Builder<'s> {
+    fn new(snapshot: &'s Snapshot, options: &'s BuildOptions) -> Self {
+        Self {
+            snapshot,
+            options,
+            problems: Problems::default(),
+        }
+    }
+
+    fn build(mut self) -> Result<RoutingTable, Problems> {
+        let regions = self.regions();
+        let region_index: HashMap<&str, u16> = regions
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.as_str(), i as u16))
+            .collect();
+        let plans = self.plans();
+        let plan_index: HashMap<&str, u16> = plans
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.as_str(), i as u16))
+            .collect();
+        let targets = self.targets(&region_index, regions.len());
+        let target_index: HashMap<&str, u32> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str(), i as u32))
+            .collect();
+        let tenants = self.tenants(&region_index, &plan_index, &targets, &target_index);
+        if !self.problems.is_empty() {
+            return Err(self.problems);
+        }
+        let Tenants {
+            tenants,
+            mut arena,
+            by_id,
+            by_slug,
+            by_domain,
+            hasher,
+        } = tenants;
+        arena.shrink_to_fit();
+        Ok(RoutingTable {
+            version: self.snapshot.version,
+            regions: regions.into(),
+            plans: plans.into(),
+            targets: targets.into(),
+            tenants: tenants.into(),
+            arena: arena.into(),
+            by_id,
+            by_slug,
+            by_domain,
+            base_domains: self.options.base_domains.clone().into(),
+            hasher,
+        })
+    }
+
+    fn regions(&mut self) -> Vec<RegionName> {
+        let mut regions: Vec<RegionName> = Vec::new();
+        for (i, doc) in self.snapshot.regions.iter().enumerate() {
+            let loc = format!("regions[{i}].name");
+            match RegionName::new(&doc.name) {
+                Ok(name) if regions.contains(&name) => {
+                    self.problems
+                        .push(loc, format!("duplicate region {:?}", doc.name));
+                }
+                Ok(name) => regions.push(name),
+                Err(e) => self
+                    .problems
+                    .push(loc, format!("invalid region name {:?}: {e}", doc.name)),
+            }
+        }
+        if self.snapshot.regions.len() > usize::from(u16::MAX) {
+            self.problems
+                .push("regions", "more than 65535 regions".to_owned());
+        }
+        regions
+    }
+
+    fn plans(&mut self) -> Vec<Plan> {
+        let mut plans: Vec<Plan> = Vec::new();
+        for (i, doc) in self.snapshot.plans.iter().enumerate() {
+            let loc = format!("plans[{i}] (name {:?})", doc.name);
+            if let Some(plan) = self.plan(&loc, doc) {
+                if plans.iter().any(|p| p.name == plan.name) {
+                    self.problems
+                        .push(format!("{loc}.name"), "duplicate plan name".to_owned());
+                } else {
+                    plans.push(plan);
+                }
+            }
+        }
+        if plans.len() > usize::from(u16::MAX) {
+            self.problems.push("plans", "more than 65535 plans".to_owned());
+        }
+        plans
+    }
+
+    fn plan(&mut self, loc: &str, doc: &PlanDoc) -> Option<Plan> {
+        let before = self.problems.len();
+        let name = PlanName::new(&doc.name)
+            .map_err(|e| self.problems.push(format!("{loc}.name"), e.to_string()))
+            .ok();
+        let mut positive = |field: &str, value: u64| {
+            if value == 0 {
+                self.problems
+                    .push(format!("{loc}.{field}"), "must be at least 1".to_owned());
+            }
+        };
+        positive("rate_per_sec", u64::from(doc.rate_per_sec));
+        positive("burst", u64::from(doc.burst));
+        positive("max_body_bytes", doc.max_body_bytes);
+        if let Some(max) = doc.cache_max_object_bytes {
+            positive("cache_max_object_bytes", max);
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(Plan {
+            name: name?,
+            rate_per_sec: doc.rate_per_sec,
+            burst: doc.burst,
+            ip_rate_per_sec: (doc.ip_rate_per_sec > 0).then_some(doc.ip_rate_per_sec),
+            cache: doc.cache.unwrap_or(doc.cache_ttl_secs > 0),
+            cache_ttl_secs: doc.cache_ttl_secs,
+            cache_max_object_bytes: doc
+                .cache_max_object_bytes
+                .unwrap_or(DEFAULT_CACHE_MAX_OBJECT_BYTES),
+            max_body_bytes: doc.max_body_bytes,
+        })
+    }
+
+    fn targets(&mut self, regions: &HashMap<&str, u16>, region_count: usize) -> Vec<Target> {
+        let mut targets: Vec<Target> = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, doc) in self.snapshot.targets.iter().enumerate() {
+            let loc = target_loc(i, doc);
+            if let Some(&first) = seen.get(doc.id.as_str()) {
+                self.problems.push(
+                    format!("{loc}.id"),
+                    format!("duplicate target id (also targets[{first}])"),
+                );
+                continue;
+            }
+            seen.insert(&doc.id, i);
+            if let Some(target) = self.target(&loc, doc, regions, region_count) {
+                targets.push(target);
+            }
+        }
+        targets
+    }
+
+    fn target(
+        &mut self,
+        loc: &str,
+        doc: &TargetDoc,
+        regions: &HashMap<&str, u16>,
+        region_count: usize,
+    ) -> Option<Target> {
+        let before = self.problems.len();
+        let id = TargetId::new(&doc.id)
+            .map_err(|e| {
+                self.problems
+                    .push(format!("{loc}.id"), format!("invalid target id: {e}"))
+            })
+            .ok();
+        let region = regions.get(doc.region.as_str()).copied();
+        if region.is_none() {
+            self.problems.push(
+                format!("{loc}.region"),
+                format!("unknown region {:?}", doc.region),
+            );
+        }
+        if doc.kind == TargetKind::Shard && !(1..=MAX_SHARD_WEIGHT).contains(&doc.weight) {
+            self.problems.push(
+                format!("{loc}.weight"),
+                format!(
+                    "must be from 1 to {MAX_SHARD_WEIGHT} (use status = \"draining\" to stop placing tenants on a shard)"
+                ),
+            );
+        }
+        let mut pools: Vec<Option<Pool>> = vec![None; region_count];
+        if doc.pools.is_empty() {
+            self.problems
+                .push(format!("{loc}.pools"), "target has no pools".to_owned());
+        }
+        for (pool_region, backends) in &doc.pools {
+            let ploc = format!("{loc}.pools.{pool_region}");
+            let Some(&r) = regions.get(pool_region.as_str()) else {
+                self.problems
+                    .push(ploc, format!("unknown region {pool_region:?}"));
+                continue;
+            };
+            if let Some(pool) = self.pool(&ploc, backends, pool_region) {
+                pools[usize::from(r)] = Some(pool);
+            }
+        }
+        if region.is_some() && !doc.pools.is_empty() && !doc.pools.contains_key(&doc.region) {
+            self.problems.push(
+                format!("{loc}.pools"),
+                format!(
+                    "no pool in the target's home region {:?}: writes would have nowhere to go",
+                    doc.region
+                ),
+            );
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(Target {
+            id: id?,
+            kind: doc.kind,
+            region: RegionIdx(region?),
+            weight: doc.weight,
+            status: doc.status,
+            pools: pools.into(),
+        })
+    }
+
+    fn pool(&mut self, loc: &str, backends: &[BackendDoc], region: &str) -> Option<Pool> {
+        let before = self.problems.len();
+        if backends.is_empty() {
+            self.problems
+                .push(loc.to_owned(), "pool is empty".to_owned());
+        }
+        let mut out: Vec<Backend> = Vec::with_capacity(backends.len());
+        for (j, b) in backends.iter().enumerate() {
+            let bloc = format!("{loc}[{j}]");
+            if let Err(e) = check_backend_addr(b.addr()) {
+                self.problems
+                    .push(bloc, format!("invalid address {:?}: {e}", b.addr()));
+                continue;
+            }
+            if b.weight() == 0 {
+                self.problems
+                    .push(format!("{bloc}.weight"), "must be at least 1".to_owned());
+                continue;
+            }
+            if out.iter().any(|o| &*o.addr == b.addr()) {
+                self.problems
+                    .push(bloc, format!("duplicate backend {:?}", b.addr()));
+                continue;
+            }
+            out.push(Backend {
+                addr: b.addr().into(),
+                weight: b.weight(),
+            });
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(Pool {
+            region: RegionName::new(region).ok()?,
+            backends: out.into(),
+        })
+    }
+
+    fn tenants(
+        &mut self,
+        regions: &HashMap<&str, u16>,
+        plans: &HashMap<&str, u16>,
+        targets: &[Target],
+        target_index: &HashMap<&str, u32>,
+    ) -> Tenants {
+        let docs = &self.snapshot.tenants;
+        let mut out = Tenants::with_capacity(docs);
+        // For "one dedicated target, one tenant" and domain conflicts.
+        let mut dedicated_owner: HashMap<u32, usize> = HashMap::new();
+        for (i, doc) in docs.iter().enumerate() {
+            let loc = tenant_loc(i, doc);
+            if let Err(e) = TenantId::new(&doc.id) {
+                self.problems
+                    .push(format!("{loc}.id"), format!("invalid tenant id: {e}"));
+            }
+            if let Err(e) = Slug::new(&doc.slug) {
+                self.problems.push(
+                    format!("{loc}.slug"),
+                    format!("invalid slug {:?}: {e}", doc.slug),
+                );
+            }
+            let plan = plans.get(doc.plan.as_str()).copied();
+            if plan.is_none() {
+                let message = if self.snapshot.plans.iter().any(|p| p.name == doc.plan) {
+                    format!("plan {:?} is invalid (see its problems)", doc.plan)
+                } else {
+                    format!("unknown plan {:?}", doc.plan)
+                };
+                self.problems.push(format!("{loc}.plan"), message);
+            }
+            let region = regions.get(doc.region.as_str()).copied();
+            if region.is_none() {
+                self.problems.push(
+                    format!("{loc}.region"),
+                    format!("unknown region {:?}", doc.region),
+                );
+            }
+            let target = target_index.get(doc.target.as_str()).copied();
+            match target {
+                None if self.snapshot.targets.iter().any(|t| t.id == doc.target) => {
+                    // The target exists but is itself invalid: already reported.
+                    self.problems.push(
+                        format!("{loc}.target"),
+                        format!("target {:?} is invalid (see its problems)", doc.target),
+                    );
+                }
+                None => self.problems.push(
+                    format!("{loc}.target"),
+                    format!("unknown target {:?}", doc.target),
+                ),
+                Some(t) => {
+                    let target = &targets[t as usize];
+                    if let Some(r) = region
+                        && target.region.0 != r
+                    {
+                        self.problems.push(
+                            format!("{loc}.region"),
+                            format!(
+                                "tenant's home region {:?} differs from its target {:?}'s region {:?}",
+                                doc.region,
+                                doc.target,
+                                self.snapshot.regions[usize::from(target.region.0)].name
+                            ),
+                        );
+                    }
+                    if target.kind == TargetKind::Dedicated && doc.status != TenantStatus::Deleted
+                    {
+                        if let Some(&other) = dedicated_owner.get(&t) {
+                            self.problems.push(
+                                format!("{loc}.target"),
+                                format!(
+                                    "dedicated target {:?} is already used by {}",
+                                    doc.target,
+                                    tenant_loc(other, &docs[other])
+                                ),
+                            );
+                        } else {
+                            dedicated_owner.insert(t, i);
+                        }
+                    }
+                }
+            }
+            let domains = self.domains(&loc, doc);
+            out.push(
+                i,
+                doc,
+                TenantParts {
+                    target: target.unwrap_or_default(),
+                    plan: plan.unwrap_or_default(),
+                    region: region.unwrap_or_default(),
+                },
+                &domains,
+                &mut self.problems,
+            );
+        }
+        out
+    }
+
+    /// Normalises and checks a tenant's domains.
+    fn domains(&mut self, loc: &str, doc: &TenantDoc) -> Vec<Hostname> {
+        let mut out: Vec<Hostname> = Vec::with_capacity(doc.domains.len());
+        for (j, raw) in doc.domains.iter().enumerate() {
+            let dloc = format!("{loc}.domains[{j}]");
+            match Hostname::parse(raw) {
+                Err(e) => self
+                    .problems
+                    .push(dloc, format!("invalid domain {raw:?}: {e}")),
+                Ok(h) if out.contains(&h) => self
+                    .problems
+                    .push(dloc, format!("domain {h} is listed twice")),
+                Ok(h) => {
+                    if let Some(base) = self.options.base_domains.iter().find(|b| h.is_within(b)) {
+                        self.problems.push(
+                            dloc,
+                            format!(
+                                "domain {h} is within the platform's base domain {base}; custom domains must be outside it"
+                            ),
+                        );
+                    } else if h.as_str().split('.').count() < 2 {
+                        self.problems.push(
+                            dloc,
+                            format!("domain {h} is a single label; a custom domain needs at least two"),
+                        );
+                    } else {
+                        out.push(h);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Checks a backend's `host:port`: an IP socket address, or a hostname and
+/// a port from 1 to 65535.
+fn check_backend_addr(addr: &str) -> Result<(), String> {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err("expected host:port".to_owned());
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => {}
+        _ => return Err("port must be a number from 1 to 65535".to_owned()),
+    }
+    match Hostname::parse(host) {
+        Ok(h) if h.as_str() == host => Ok(()),
+        Ok(_) => Err("host must be written in lowercase ASCII".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The resolved references of a tenant.
+struct TenantParts {
+    target: u32,
+    plan: u16,
+    region: u16,
+}
+
+/// The tenant half of a table under construction. Every tenant document
+/// gets a record, so a record's index is its document index and duplicate
+/// messages can name the first claimant; a table with problems is dropped.
+struct Tenants {
+    tenants: Vec<TenantRec>,
+    arena: String,
+    by_id: HashTable<u32>,
+    by_slug: HashTable<u32>,
+    by_domain: HashTable<DomainRec>,
+    hasher: RandomState,
+}
+
+impl Tenants {
+    fn with_capacity(docs: &[TenantDoc]) -> Self {
+        // Size the arena exactly: one allocation, no slack counted per tenant.
+        let bytes: usize = docs
+            .iter()
+            .map(|t| t.id.len() + t.slug.len() + t.domains.iter().map(String::len).sum::<usize>())
+            .sum();
+        let domains: usize = docs.iter().map(|t| t.domains.len()).sum();
+        Self {
+            tenants: Vec::with_capacity(docs.len()),
+            arena: String::with_capacity(bytes),
+            by_id: HashTable::with_capacity(docs.len()),
+            by_slug: HashTable::with_capacity(docs.len()),
+            by_domain: HashTable::with_capacity(domains),
+            hasher: RandomState::default(),
+        }
+    }
+
+    fn intern(&mut self, s: &str) -> StrRef {
+        let offset = u32::try_from(self.arena.len()).expect("snapshot strings exceed 4 GiB");
+        self.arena.push_str(s);
+        StrRef {
+            offset,
+            len: s.len() as u32,
+        }
+    }
+
+    fn get(arena: &str, r: StrRef) -> &str {
+        &arena[r.offset as usize..(r.offset + r.len) as usize]
+    }
+
+    /// Adds the tenant of document `i`, reporting an id, slug or domain that
+    /// an earlier tenant already holds.
+    fn push(
+        &mut self,
+        i: usize,
+        doc: &TenantDoc,
+        parts: TenantParts,
+        domains: &[Hostname],
+        problems: &mut Problems,
+    ) {
+        let loc = tenant_loc(i, doc);
+        let index = self.tenants.len() as u32;
+        let id = self.intern(&doc.id);
+        let slug = self.intern(&doc.slug);
+        self.tenants.push(TenantRec {
+            id,
+            slug,
+            target: parts.target,
+            plan: parts.plan,
+            region: parts.region,
+            status: doc.status,
+        });
+        if let Some(first) = Self::claim(
+            &mut self.by_id,
+            &self.hasher,
+            &self.tenants,
+            &self.arena,
+            index,
+            |t| t.id,
+        ) {
+            problems.push(
+                format!("{loc}.id"),
+                format!("duplicate tenant id (also tenants[{first}])"),
+            );
+        }
+        if doc.status == TenantStatus::Deleted {
+            // A deleted tenant keeps its id; its slug and domains are free.
+            return;
+        }
+        if let Some(first) = Self::claim(
+            &mut self.by_slug,
+            &self.hasher,
+            &self.tenants,
+            &self.arena,
+            index,
+            |t| t.slug,
+        ) {
+            problems.push(
+                format!("{loc}.slug"),
+                format!("slug {:?} is already used by tenants[{first}]", doc.slug),
+            );
+        }
+        for (j, h) in domains.iter().enumerate() {
+            let name = self.intern(h.as_str());
+            let (arena, hasher) = (&self.arena, &self.hasher);
+            match self.by_domain.entry(
+                hasher.hash_one(h.as_str()),
+                |d| Self::get(arena, d.name) == h.as_str(),
+                |d| hasher.hash_one(Self::get(arena, d.name)),
+            ) {
+                Entry::Occupied(first) => problems.push(
+                    format!("{loc}.domains[{j}]"),
+                    format!(
+                        "domain {h} is also claimed by tenants[{}]",
+                        first.get().tenant
+                    ),
+                ),
+                Entry::Vacant(slot) => {
+                    slot.insert(DomainRec {
+                        name,
+                        tenant: index,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Inserts tenant `index` into `table` under the string `key` picks,
+    /// or returns the tenant that already holds that string.
+    fn claim(
+        table: &mut HashTable<u32>,
+        hasher: &RandomState,
+        tenants: &[TenantRec],
+        arena: &str,
+        index: u32,
+        key: fn(&TenantRec) -> StrRef,
+    ) -> Option<u32> {
+        let name = Self::get(arena, key(&tenants[index as usize]));
+        match table.entry(
+            hasher.hash_one(name),
+            |&t| Self::get(arena, key(&tenants[t as usize])) == name,
+            |&t| hasher.hash_one(Self::get(arena, key(&tenants[t as usize]))),
+        ) {
+            Entry::Occupied(first) => Some(*first.get()),
+            Entry::Vacant(slot) => {
+                slot.insert(index);
+                None
+            }
+        }
+    }
+}
