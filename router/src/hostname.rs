@@ -83,23 +83,81 @@ pub enum HostError {
 pub fn normalize(input: &str) -> Result<Cow<'_, str>, HostError> {
     let name = strip_port(input)?;
     let name = name.strip_suffix('.').unwrap_or(name);
+    match scan_ldh(name.as_bytes(), false)? {
+        Scan::Lowercase => Ok(Cow::Borrowed(name)),
+        Scan::Uppercase => Ok(Cow::Owned(name.to_ascii_lowercase())),
+        Scan::NeedsIdna => {
+            let ascii = to_ascii(name)?;
+            match scan_ldh(ascii.as_bytes(), true)? {
+                Scan::Lowercase => Ok(Cow::Owned(ascii)),
+                // UTS #46 output is lowercase LDH; anything else is a bug
+                // in the mapping we must not route on.
+                Scan::Uppercase | Scan::NeedsIdna => Err(HostError::Idna),
+            }
+        }
+    }
+}
+
+/// What one pass over a name found.
+enum Scan {
+    /// Lowercase LDH ASCII within every limit: already normal.
+    Lowercase,
+    /// Valid once lowercased.
+    Uppercase,
+    /// Non-LDH characters or an `xn--` label: UTS #46 decides.
+    NeedsIdna,
+}
+
+/// Checks the RFC 1035/1123 shape of `name` in a single pass: labels of 1
+/// to 63 letters, digits and inner hyphens, 253 characters in all, and a
+/// last label that is not a number (`127.1`, `0x7f.1` are IPv4 in
+/// disguise). This runs on every request, so it looks at each byte once.
+/// `idna_done` accepts `xn--` labels as they are: UTS #46 checked them.
+fn scan_ldh(name: &[u8], idna_done: bool) -> Result<Scan, HostError> {
     if name.is_empty() {
         return Err(HostError::Empty);
     }
-    let bytes = name.as_bytes();
-    let needs_idna = bytes
-        .iter()
-        .any(|&b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
-        || has_punycode_label(bytes);
-    let normal: Cow<'_, str> = if needs_idna {
-        Cow::Owned(to_ascii(name)?)
-    } else if bytes.iter().any(u8::is_ascii_uppercase) {
-        Cow::Owned(name.to_ascii_lowercase())
+    let mut upper = false;
+    let mut start = 0;
+    let mut index = 1;
+    for i in 0..=name.len() {
+        let b = name.get(i).copied().unwrap_or(b'.');
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => continue,
+            b'A'..=b'Z' => {
+                upper = true;
+                continue;
+            }
+            b'.' => {}
+            _ => return Ok(Scan::NeedsIdna),
+        }
+        let label = &name[start..i];
+        match label.len() {
+            0 => return Err(HostError::EmptyLabel),
+            len if len > MAX_LABEL_LEN => return Err(HostError::LabelTooLong { index, len }),
+            _ => {}
+        }
+        if label[0] == b'-' || label[label.len() - 1] == b'-' {
+            return Err(HostError::HyphenAtLabelEdge { index });
+        }
+        if !idna_done && label.len() >= 4 && label[..4].eq_ignore_ascii_case(b"xn--") {
+            return Ok(Scan::NeedsIdna);
+        }
+        start = i + 1;
+        index += 1;
+    }
+    if name.len() > MAX_HOSTNAME_LEN {
+        return Err(HostError::TooLong { len: name.len() });
+    }
+    let last = name.rsplit(|&b| b == b'.').next().unwrap_or_default();
+    if is_numeric_label(last) {
+        return Err(HostError::IpLiteral);
+    }
+    Ok(if upper {
+        Scan::Uppercase
     } else {
-        Cow::Borrowed(name)
-    };
-    check_ldh(&normal)?;
-    Ok(normal)
+        Scan::Lowercase
+    })
 }
 
 /// Splits off a `:port` suffix, rejecting IPv6 literals (bracketed or bare)
@@ -122,11 +180,6 @@ fn strip_port(input: &str) -> Result<&str, HostError> {
         return Err(HostError::InvalidPort);
     }
     Ok(host)
-}
-
-fn has_punycode_label(name: &[u8]) -> bool {
-    name.split(|&b| b == b'.')
-        .any(|label| label.len() >= 4 && label[..4].eq_ignore_ascii_case(b"xn--"))
 }
 
 /// UTS #46 ToASCII with STD3 rules (letters, digits, hyphen only), so the
@@ -155,58 +208,30 @@ fn classify_idna_failure(name: &str) -> HostError {
         {
             return HostError::InvalidCharacter;
         }
-        if let Err(e) = check_ldh(&name.to_ascii_lowercase()) {
+        if let Err(e) = scan_ldh(name.as_bytes(), true) {
             return e;
         }
     }
     HostError::Idna
 }
 
-/// Checks the RFC 1035/1123 shape of an ASCII, lowercase name and rejects
-/// names that are IPv4 addresses in disguise (a numeric last label, which
-/// also catches `127.1`, `0x7f.1` and fullwidth digits after mapping).
-fn check_ldh(name: &str) -> Result<(), HostError> {
-    if name.is_empty() {
-        return Err(HostError::Empty);
-    }
-    let mut last = "";
-    for (i, label) in name.split('.').enumerate() {
-        let index = i + 1;
-        if label.is_empty() {
-            return Err(HostError::EmptyLabel);
-        }
-        if label.len() > MAX_LABEL_LEN {
-            return Err(HostError::LabelTooLong {
-                index,
-                len: label.len(),
-            });
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(HostError::InvalidCharacter);
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(HostError::HyphenAtLabelEdge { index });
-        }
-        last = label;
-    }
-    if name.len() > MAX_HOSTNAME_LEN {
-        return Err(HostError::TooLong { len: name.len() });
-    }
-    if is_numeric_label(last) {
-        return Err(HostError::IpLiteral);
-    }
-    Ok(())
+/// True when the normalised name `name` is `parent` or lies below it, on a
+/// label boundary.
+pub(crate) fn is_within(name: &str, parent: &str) -> bool {
+    name == parent
+        || name
+            .strip_suffix(parent)
+            .is_some_and(|head| head.ends_with('.'))
 }
 
 /// A label that URL parsers would read as a number (decimal, or `0x` hex).
-fn is_numeric_label(label: &str) -> bool {
-    let hex = label.strip_prefix("0x");
-    match hex {
-        Some(digits) => digits.bytes().all(|b| b.is_ascii_hexdigit()),
-        None => label.bytes().all(|b| b.is_ascii_digit()),
+fn is_numeric_label(label: &[u8]) -> bool {
+    match label
+        .strip_prefix(b"0x")
+        .or_else(|| label.strip_prefix(b"0X"))
+    {
+        Some(digits) => digits.iter().all(u8::is_ascii_hexdigit),
+        None => label.iter().all(u8::is_ascii_digit),
     }
 }
 
@@ -233,11 +258,7 @@ impl Hostname {
     /// True when `self` is `parent` or lies below it (`a.b.example` is
     /// within `example` and `b.example`, not within `ample`).
     pub fn is_within(&self, parent: &Hostname) -> bool {
-        let (name, parent) = (self.as_str(), parent.as_str());
-        name == parent
-            || name
-                .strip_suffix(parent)
-                .is_some_and(|head| head.ends_with('.'))
+        is_within(self.as_str(), parent.as_str())
     }
 }
 
@@ -393,10 +414,7 @@ mod tests {
 
     #[test]
     fn hyphens_inside_labels_are_allowed() {
-        assert_eq!(
-            norm("r3---sn-abc.example").unwrap(),
-            "r3---sn-abc.example"
-        );
+        assert_eq!(norm("r3---sn-abc.example").unwrap(), "r3---sn-abc.example");
     }
 
     #[test]

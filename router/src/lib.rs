@@ -62,6 +62,4 @@ pub use snapshot::{
     BackendDoc, PlanDoc, Problem, Problems, RegionDoc, Snapshot, SnapshotError, TargetDoc,
     TargetKind, TargetStatus, TenantDoc, TenantStatus,
 };
-pub use table::{
-    Backend, BuildOptions, Plan, Pool, RegionIdx, RoutingTable, Target, TenantRef,
-};
+pub use table::{Backend, BuildOptions, Plan, Pool, RegionIdx, RoutingTable, Target, TenantRef};

@@ -105,7 +105,9 @@ pub struct Target {
 impl Target {
     /// The pool in `region`, if the target has one there.
     pub fn pool(&self, region: RegionIdx) -> Option<&Pool> {
-        self.pools.get(usize::from(region.0)).and_then(Option::as_ref)
+        self.pools
+            .get(usize::from(region.0))
+            .and_then(Option::as_ref)
     }
 
     /// Every pool of the target.
@@ -463,7 +465,8 @@ impl<'s> Builder<'s> {
             }
         }
         if plans.len() > usize::from(u16::MAX) {
-            self.problems.push("plans", "more than 65535 plans".to_owned());
+            self.problems
+                .push("plans", "more than 65535 plans".to_owned());
         }
         plans
     }
@@ -694,8 +697,7 @@ impl<'s> Builder<'s> {
                             ),
                         );
                     }
-                    if target.kind == TargetKind::Dedicated && doc.status != TenantStatus::Deleted
-                    {
+                    if target.kind == TargetKind::Dedicated && doc.status != TenantStatus::Deleted {
                         if let Some(&other) = dedicated_owner.get(&t) {
                             self.problems.push(
                                 format!("{loc}.target"),
@@ -750,7 +752,9 @@ impl<'s> Builder<'s> {
                     } else if h.as_str().split('.').count() < 2 {
                         self.problems.push(
                             dloc,
-                            format!("domain {h} is a single label; a custom domain needs at least two"),
+                            format!(
+                                "domain {h} is a single label; a custom domain needs at least two"
+                            ),
                         );
                     } else {
                         out.push(h);

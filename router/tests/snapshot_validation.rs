@@ -65,13 +65,20 @@ fn broken_copy_lists_every_problem_with_its_location() {
         );
     }
     let text = problems.to_string();
-    assert!(text.starts_with(&format!("routing snapshot has {} problems:", problems.len())));
+    assert!(text.starts_with(&format!(
+        "routing snapshot has {} problems:",
+        problems.len()
+    )));
 }
 
 fn problems_of(snapshot: &Snapshot) -> Vec<String> {
     RoutingTable::build(snapshot, &options())
         .map(|_| Vec::new())
-        .unwrap_or_else(|p| p.iter().map(|p| format!("{}: {}", p.location, p.message)).collect())
+        .unwrap_or_else(|p| {
+            p.iter()
+                .map(|p| format!("{}: {}", p.location, p.message))
+                .collect()
+        })
 }
 
 #[test]
@@ -86,7 +93,9 @@ fn dedicated_target_serves_exactly_one_tenant() {
     let problems = problems_of(&s);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
-        problems[0].contains("dedicated target \"dedicated-globex\" is already used by tenants[4] (id \"t-0005\")"),
+        problems[0].contains(
+            "dedicated target \"dedicated-globex\" is already used by tenants[4] (id \"t-0005\")"
+        ),
         "{problems:?}"
     );
 }
@@ -97,7 +106,9 @@ fn tenant_region_must_match_its_target() {
     s.tenants[0].region = "us-east".into();
     let problems = problems_of(&s);
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].starts_with("tenants[0] (id \"t-0001\").region: tenant's home region \"us-east\" differs"));
+    assert!(problems[0].starts_with(
+        "tenants[0] (id \"t-0001\").region: tenant's home region \"us-east\" differs"
+    ));
 }
 
 #[test]
@@ -120,7 +131,10 @@ fn backend_addresses_need_a_port_and_a_valid_host() {
             BackendDoc::Addr("app-1.internal".into()),
             BackendDoc::Addr("app_2.internal:80".into()),
             BackendDoc::Addr("app-3.internal:0".into()),
-            BackendDoc::Weighted { addr: "[::1]:8080".into(), weight: 0 },
+            BackendDoc::Weighted {
+                addr: "[::1]:8080".into(),
+                weight: 0,
+            },
             BackendDoc::Addr("app-4.internal:8080".into()),
             BackendDoc::Addr("app-4.internal:8080".into()),
         ],
@@ -134,7 +148,10 @@ fn backend_addresses_need_a_port_and_a_valid_host() {
         format!("{loc}[3].weight: must be at least 1"),
         format!("{loc}[5]: duplicate backend \"app-4.internal:8080\""),
     ] {
-        assert!(problems.iter().any(|p| p.starts_with(&expected)), "missing {expected:?} in {problems:?}");
+        assert!(
+            problems.iter().any(|p| p.starts_with(&expected)),
+            "missing {expected:?} in {problems:?}"
+        );
     }
 }
 
@@ -155,12 +172,16 @@ fn deleted_tenants_free_their_slug_and_domains_but_keep_their_id() {
     s.tenants.push(clash);
     let problems = problems_of(&s);
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].contains("duplicate tenant id (also tenants[10])"), "{problems:?}");
+    assert!(
+        problems[0].contains("duplicate tenant id (also tenants[10])"),
+        "{problems:?}"
+    );
 }
 
 #[test]
 fn unknown_fields_and_bad_enums_are_parse_errors_with_a_line() {
-    let err = Snapshot::from_toml("version = 1\n[[regions]]\nname = \"eu\"\nzone = 3\n").unwrap_err();
+    let err =
+        Snapshot::from_toml("version = 1\n[[regions]]\nname = \"eu\"\nzone = 3\n").unwrap_err();
     assert!(matches!(err, SnapshotError::Toml(_)));
     let text = err.to_string();
     assert!(text.contains("zone") && text.contains("line 4"), "{text}");
@@ -168,7 +189,10 @@ fn unknown_fields_and_bad_enums_are_parse_errors_with_a_line() {
     let err = Snapshot::from_json("{\"version\": 1, \"targets\": [{\"id\": \"a\", \"kind\": \"cluster\", \"region\": \"eu\"}]}")
         .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("unknown variant `cluster`") && text.contains("line 1"), "{text}");
+    assert!(
+        text.contains("unknown variant `cluster`") && text.contains("line 1"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -1,0 +1,37 @@
+//! Free TCP ports on the loopback interface.
+//!
+//! External servers (PostgreSQL, Redis) need a port number on their command line, so the
+//! testkit asks the kernel for one by binding `127.0.0.1:0` and letting go of it. Another
+//! process can take that port before the server binds it; the servers' start functions
+//! detect "Address already in use" and retry on a fresh port.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use crate::error::{Result, TestkitError};
+
+/// How many fresh ports a server start tries before giving up.
+pub(crate) const PORT_ATTEMPTS: u32 = 5;
+
+/// A port on 127.0.0.1 that nothing listened on a moment ago.
+pub(crate) fn free_port() -> Result<u16> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|source| TestkitError::io("picking a free port on 127.0.0.1", source))
+}
+
+/// `127.0.0.1:port`.
+pub(crate) fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// Whether something accepts TCP connections on `127.0.0.1:port` right now.
+pub(crate) fn accepts_connections(port: u16) -> bool {
+    TcpStream::connect_timeout(&loopback(port), Duration::from_millis(250)).is_ok()
+}
+
+/// Whether a server's log says it lost the race for its port.
+pub(crate) fn lost_port_race(log_tail: &str) -> bool {
+    log_tail.contains("Address already in use")
+}
