@@ -3,12 +3,17 @@
 //!
 //! Layout, chosen for a million tenants and a million custom domains:
 //!
-//! - every tenant id, slug and domain is copied once into one string arena
-//!   and referred to by `(offset, len)` — no per-string allocation;
-//! - tenants are fixed-size records (`TenantRec`, 28 bytes) in one `Vec`;
+//! - each tenant is one *block* in a byte arena: 16 bytes of fixed fields
+//!   (target, plan, region, status …) followed by its id, slug and custom
+//!   domains — no per-string allocation, and everything a decision reads
+//!   about a tenant sits in one or two adjacent cache lines;
 //! - the three indexes (id, slug, domain) are `hashbrown::HashTable`s of
-//!   small integers hashed by the arena string they point at, so an index
-//!   entry costs 4–12 bytes plus a control byte.
+//!   block offsets hashed by the string they point at, so an index entry
+//!   costs 4–12 bytes plus a control byte.
+//!
+//! With a million tenants the table is far larger than the CPU caches, so a
+//! lookup of a cold tenant costs one cache miss per memory region touched:
+//! the index's control bytes, its bucket, and the tenant's block.
 //!
 //! A table is built only from a snapshot that passes every check; a
 //! snapshot with problems produces the full list and no table.
@@ -123,22 +128,81 @@ struct StrRef {
     len: u32,
 }
 
-/// A tenant, compactly: 28 bytes plus its strings in the arena.
+/// Bytes of fixed fields at the head of a tenant's block.
+const HEADER: usize = 16;
+
+/// A tenant's fixed fields, stored little-endian at the head of its block:
+/// `index u32 | target u32 | plan u16 | region u16 | status u8 | id_len u8 |
+/// slug_len u8 | 0`, then the id and slug bytes.
 #[derive(Clone, Copy)]
 struct TenantRec {
-    id: StrRef,
-    slug: StrRef,
+    index: u32,
     target: u32,
     plan: u16,
     region: u16,
     status: TenantStatus,
 }
 
-/// A custom domain and its tenant.
+impl TenantRec {
+    fn encode(&self, id: &[u8], slug: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.index.to_le_bytes());
+        out.extend_from_slice(&self.target.to_le_bytes());
+        out.extend_from_slice(&self.plan.to_le_bytes());
+        out.extend_from_slice(&self.region.to_le_bytes());
+        let status = match self.status {
+            TenantStatus::Active => 0,
+            TenantStatus::Suspended => 1,
+            TenantStatus::Moving => 2,
+            TenantStatus::Deleted => 3,
+        };
+        out.extend_from_slice(&[status, id.len() as u8, slug.len() as u8, 0]);
+        out.extend_from_slice(id);
+        out.extend_from_slice(slug);
+    }
+
+    fn decode(arena: &[u8], block: u32) -> Self {
+        let h = &arena[block as usize..block as usize + HEADER];
+        let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);
+        Self {
+            index: u32_at(0),
+            target: u32_at(4),
+            plan: u16_at(8),
+            region: u16_at(10),
+            status: match h[12] {
+                0 => TenantStatus::Active,
+                1 => TenantStatus::Suspended,
+                2 => TenantStatus::Moving,
+                _ => TenantStatus::Deleted,
+            },
+        }
+    }
+}
+
+/// The id bytes of the tenant whose block starts at `block`.
+fn block_id(arena: &[u8], block: u32) -> &[u8] {
+    let b = block as usize;
+    let id_len = usize::from(arena[b + 13]);
+    &arena[b + HEADER..b + HEADER + id_len]
+}
+
+/// The slug bytes of the tenant whose block starts at `block`.
+fn block_slug(arena: &[u8], block: u32) -> &[u8] {
+    let b = block as usize;
+    let (id_len, slug_len) = (usize::from(arena[b + 13]), usize::from(arena[b + 14]));
+    &arena[b + HEADER + id_len..b + HEADER + id_len + slug_len]
+}
+
+/// Arena bytes as text: every string in the arena was copied from a `&str`.
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+/// A custom domain and its tenant's block.
 #[derive(Clone, Copy)]
 struct DomainRec {
     name: StrRef,
-    tenant: u32,
+    block: u32,
 }
 
 /// The compiled, immutable routing table. Cheap to share behind an `Arc`
@@ -148,12 +212,13 @@ pub struct RoutingTable {
     regions: Box<[RegionName]>,
     plans: Box<[Plan]>,
     targets: Box<[Target]>,
-    tenants: Box<[TenantRec]>,
-    /// Every tenant id, slug and domain, back to back.
-    arena: Box<str>,
-    /// Tenant index by id (all tenants, for the trusted header).
+    /// Block offset of each tenant, in snapshot order.
+    blocks: Box<[u32]>,
+    /// Every tenant's block: fixed fields, id, slug, domains.
+    arena: Box<[u8]>,
+    /// Tenant block by id (all tenants, for the trusted header).
     by_id: HashTable<u32>,
-    /// Tenant index by slug (tenants that are not deleted).
+    /// Tenant block by slug (tenants that are not deleted).
     by_slug: HashTable<u32>,
     /// Custom domains of tenants that are not deleted.
     by_domain: HashTable<DomainRec>,
@@ -170,7 +235,7 @@ impl fmt::Debug for RoutingTable {
             .field("regions", &self.regions)
             .field("plans", &self.plans.len())
             .field("targets", &self.targets.len())
-            .field("tenants", &self.tenants.len())
+            .field("tenants", &self.blocks.len())
             .field("domains", &self.by_domain.len())
             .finish_non_exhaustive()
     }
@@ -180,7 +245,7 @@ impl fmt::Debug for RoutingTable {
 #[derive(Clone, Copy)]
 pub struct TenantRef<'t> {
     table: &'t RoutingTable,
-    index: u32,
+    block: u32,
 }
 
 impl fmt::Debug for TenantRef<'_> {
@@ -194,23 +259,23 @@ impl fmt::Debug for TenantRef<'_> {
 }
 
 impl<'t> TenantRef<'t> {
-    fn rec(&self) -> &'t TenantRec {
-        &self.table.tenants[self.index as usize]
+    fn rec(&self) -> TenantRec {
+        TenantRec::decode(&self.table.arena, self.block)
     }
 
-    /// Position of the tenant in the table.
+    /// Position of the tenant in the table (its snapshot order).
     pub fn index(&self) -> u32 {
-        self.index
+        self.rec().index
     }
 
     /// The tenant's id.
     pub fn id(&self) -> &'t str {
-        self.table.str(self.rec().id)
+        text(block_id(&self.table.arena, self.block))
     }
 
     /// The tenant's slug.
     pub fn slug(&self) -> &'t str {
-        self.table.str(self.rec().slug)
+        text(block_slug(&self.table.arena, self.block))
     }
 
     /// Lifecycle state.
@@ -294,7 +359,7 @@ impl RoutingTable {
 
     /// Number of tenants, deleted ones included.
     pub fn tenant_count(&self) -> usize {
-        self.tenants.len()
+        self.blocks.len()
     }
 
     /// Number of routable custom domains.
@@ -304,38 +369,42 @@ impl RoutingTable {
 
     /// The tenant at `index`, if any.
     pub fn tenant(&self, index: u32) -> Option<TenantRef<'_>> {
-        ((index as usize) < self.tenants.len()).then_some(TenantRef { table: self, index })
+        self.blocks
+            .get(index as usize)
+            .map(|&block| TenantRef { table: self, block })
     }
 
     /// Every tenant, in snapshot order.
     pub fn tenants(&self) -> impl Iterator<Item = TenantRef<'_>> {
-        (0..self.tenants.len() as u32).map(|index| TenantRef { table: self, index })
+        self.blocks
+            .iter()
+            .map(|&block| TenantRef { table: self, block })
     }
 
     /// The tenant with `id`, deleted ones included.
     pub fn tenant_by_id(&self, id: &str) -> Option<TenantRef<'_>> {
         let hash = self.hasher.hash_one(id);
         self.by_id
-            .find(hash, |&i| self.str(self.tenants[i as usize].id) == id)
-            .map(|&index| TenantRef { table: self, index })
+            .find(hash, |&b| block_id(&self.arena, b) == id.as_bytes())
+            .map(|&block| TenantRef { table: self, block })
     }
 
     /// The (not deleted) tenant with `slug`.
     pub fn tenant_by_slug(&self, slug: &str) -> Option<TenantRef<'_>> {
         let hash = self.hasher.hash_one(slug);
         self.by_slug
-            .find(hash, |&i| self.str(self.tenants[i as usize].slug) == slug)
-            .map(|&index| TenantRef { table: self, index })
+            .find(hash, |&b| block_slug(&self.arena, b) == slug.as_bytes())
+            .map(|&block| TenantRef { table: self, block })
     }
 
     /// The (not deleted) tenant that claims the normalised custom domain `host`.
     pub fn tenant_by_domain(&self, host: &str) -> Option<TenantRef<'_>> {
         let hash = self.hasher.hash_one(host);
         self.by_domain
-            .find(hash, |d| self.str(d.name) == host)
+            .find(hash, |d| self.bytes(d.name) == host.as_bytes())
             .map(|d| TenantRef {
                 table: self,
-                index: d.tenant,
+                block: d.block,
             })
     }
 
@@ -345,14 +414,14 @@ impl RoutingTable {
         let mut names: Vec<&str> = self
             .by_domain
             .iter()
-            .filter(|d| d.tenant == index)
-            .map(|d| self.str(d.name))
+            .filter(|d| Some(&d.block) == self.blocks.get(index as usize))
+            .map(|d| text(self.bytes(d.name)))
             .collect();
         names.sort_unstable();
         names
     }
 
-    fn str(&self, r: StrRef) -> &str {
+    fn bytes(&self, r: StrRef) -> &[u8] {
         &self.arena[r.offset as usize..(r.offset + r.len) as usize]
     }
 }
@@ -406,7 +475,7 @@ impl<'s> Builder<'s> {
             return Err(self.problems);
         }
         let Tenants {
-            tenants,
+            blocks,
             mut arena,
             by_id,
             by_slug,
@@ -419,7 +488,7 @@ impl<'s> Builder<'s> {
             regions: regions.into(),
             plans: plans.into(),
             targets: targets.into(),
-            tenants: tenants.into(),
+            blocks: blocks.into(),
             arena: arena.into(),
             by_id,
             by_slug,
@@ -797,12 +866,20 @@ struct TenantParts {
 /// gets a record, so a record's index is its document index and duplicate
 /// messages can name the first claimant; a table with problems is dropped.
 struct Tenants {
-    tenants: Vec<TenantRec>,
-    arena: String,
+    blocks: Vec<u32>,
+    arena: Vec<u8>,
     by_id: HashTable<u32>,
     by_slug: HashTable<u32>,
     by_domain: HashTable<DomainRec>,
     hasher: RandomState,
+}
+
+/// Longest id or slug a block can hold; longer ones are invalid anyway and
+/// only kept (truncated) to report duplicates before the table is dropped.
+const MAX_BLOCK_STR: usize = u8::MAX as usize;
+
+fn clamp(s: &str) -> &[u8] {
+    &s.as_bytes()[..s.len().min(MAX_BLOCK_STR)]
 }
 
 impl Tenants {
@@ -810,12 +887,17 @@ impl Tenants {
         // Size the arena exactly: one allocation, no slack counted per tenant.
         let bytes: usize = docs
             .iter()
-            .map(|t| t.id.len() + t.slug.len() + t.domains.iter().map(String::len).sum::<usize>())
+            .map(|t| {
+                HEADER
+                    + t.id.len()
+                    + t.slug.len()
+                    + t.domains.iter().map(String::len).sum::<usize>()
+            })
             .sum();
         let domains: usize = docs.iter().map(|t| t.domains.len()).sum();
         Self {
-            tenants: Vec::with_capacity(docs.len()),
-            arena: String::with_capacity(bytes),
+            blocks: Vec::with_capacity(docs.len()),
+            arena: Vec::with_capacity(bytes),
             by_id: HashTable::with_capacity(docs.len()),
             by_slug: HashTable::with_capacity(docs.len()),
             by_domain: HashTable::with_capacity(domains),
@@ -823,17 +905,8 @@ impl Tenants {
         }
     }
 
-    fn intern(&mut self, s: &str) -> StrRef {
-        let offset = u32::try_from(self.arena.len()).expect("snapshot strings exceed 4 GiB");
-        self.arena.push_str(s);
-        StrRef {
-            offset,
-            len: s.len() as u32,
-        }
-    }
-
-    fn get(arena: &str, r: StrRef) -> &str {
-        &arena[r.offset as usize..(r.offset + r.len) as usize]
+    fn offset(&self) -> u32 {
+        u32::try_from(self.arena.len()).expect("routing snapshot exceeds 4 GiB of names")
     }
 
     /// Adds the tenant of document `i`, reporting an id, slug or domain that
@@ -847,28 +920,22 @@ impl Tenants {
         problems: &mut Problems,
     ) {
         let loc = tenant_loc(i, doc);
-        let index = self.tenants.len() as u32;
-        let id = self.intern(&doc.id);
-        let slug = self.intern(&doc.slug);
-        self.tenants.push(TenantRec {
-            id,
-            slug,
+        let block = self.offset();
+        let rec = TenantRec {
+            index: self.blocks.len() as u32,
             target: parts.target,
             plan: parts.plan,
             region: parts.region,
             status: doc.status,
-        });
-        if let Some(first) = Self::claim(
-            &mut self.by_id,
-            &self.hasher,
-            &self.tenants,
-            &self.arena,
-            index,
-            |t| t.id,
-        ) {
+        };
+        rec.encode(clamp(&doc.id), clamp(&doc.slug), &mut self.arena);
+        self.blocks.push(block);
+        if let Some(first) =
+            Self::claim(&mut self.by_id, &self.hasher, &self.arena, block, block_id)
+        {
             problems.push(
                 format!("{loc}.id"),
-                format!("duplicate tenant id (also tenants[{first}])"),
+                format!("duplicate tenant id (also {})", self.doc_of(first)),
             );
         }
         if doc.status == TenantStatus::Deleted {
@@ -878,60 +945,69 @@ impl Tenants {
         if let Some(first) = Self::claim(
             &mut self.by_slug,
             &self.hasher,
-            &self.tenants,
             &self.arena,
-            index,
-            |t| t.slug,
+            block,
+            block_slug,
         ) {
             problems.push(
                 format!("{loc}.slug"),
-                format!("slug {:?} is already used by tenants[{first}]", doc.slug),
+                format!(
+                    "slug {:?} is already used by {}",
+                    doc.slug,
+                    self.doc_of(first)
+                ),
             );
         }
         for (j, h) in domains.iter().enumerate() {
-            let name = self.intern(h.as_str());
+            let name = StrRef {
+                offset: self.offset(),
+                len: h.as_str().len() as u32,
+            };
+            self.arena.extend_from_slice(h.as_str().as_bytes());
             let (arena, hasher) = (&self.arena, &self.hasher);
+            let get = |r: StrRef| &arena[r.offset as usize..(r.offset + r.len) as usize];
             match self.by_domain.entry(
                 hasher.hash_one(h.as_str()),
-                |d| Self::get(arena, d.name) == h.as_str(),
-                |d| hasher.hash_one(Self::get(arena, d.name)),
+                |d| get(d.name) == h.as_str().as_bytes(),
+                |d| hasher.hash_one(text(get(d.name))),
             ) {
-                Entry::Occupied(first) => problems.push(
-                    format!("{loc}.domains[{j}]"),
-                    format!(
-                        "domain {h} is also claimed by tenants[{}]",
-                        first.get().tenant
-                    ),
-                ),
+                Entry::Occupied(first) => {
+                    let first = first.get().block;
+                    problems.push(
+                        format!("{loc}.domains[{j}]"),
+                        format!("domain {h} is also claimed by {}", self.doc_of(first)),
+                    );
+                }
                 Entry::Vacant(slot) => {
-                    slot.insert(DomainRec {
-                        name,
-                        tenant: index,
-                    });
+                    slot.insert(DomainRec { name, block });
                 }
             }
         }
     }
 
-    /// Inserts tenant `index` into `table` under the string `key` picks,
-    /// or returns the tenant that already holds that string.
+    /// `tenants[N]` for the tenant whose block starts at `block`.
+    fn doc_of(&self, block: u32) -> String {
+        format!("tenants[{}]", TenantRec::decode(&self.arena, block).index)
+    }
+
+    /// Inserts `block` into `table` under the string `key` reads from it, or
+    /// returns the block that already holds that string.
     fn claim(
         table: &mut HashTable<u32>,
         hasher: &RandomState,
-        tenants: &[TenantRec],
-        arena: &str,
-        index: u32,
-        key: fn(&TenantRec) -> StrRef,
+        arena: &[u8],
+        block: u32,
+        key: fn(&[u8], u32) -> &[u8],
     ) -> Option<u32> {
-        let name = Self::get(arena, key(&tenants[index as usize]));
+        let name = key(arena, block);
         match table.entry(
-            hasher.hash_one(name),
-            |&t| Self::get(arena, key(&tenants[t as usize])) == name,
-            |&t| hasher.hash_one(Self::get(arena, key(&tenants[t as usize]))),
+            hasher.hash_one(text(name)),
+            |&b| key(arena, b) == name,
+            |&b| hasher.hash_one(text(key(arena, b))),
         ) {
             Entry::Occupied(first) => Some(*first.get()),
             Entry::Vacant(slot) => {
-                slot.insert(index);
+                slot.insert(block);
                 None
             }
         }

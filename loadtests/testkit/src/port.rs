@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::error::{Result, TestkitError};
 
 /// How many fresh ports a server start tries before giving up.
-pub(crate) const PORT_ATTEMPTS: u32 = 5;
+const PORT_ATTEMPTS: u32 = 5;
 
 /// A port on 127.0.0.1 that nothing listened on a moment ago.
 pub(crate) fn free_port() -> Result<u16> {
@@ -34,4 +34,35 @@ pub(crate) fn accepts_connections(port: u16) -> bool {
 /// Whether a server's log says it lost the race for its port.
 pub(crate) fn lost_port_race(log_tail: &str) -> bool {
     log_tail.contains("Address already in use")
+}
+
+/// Starts a server on a free port with `spawn`, trying a fresh port each
+/// time the server reports it lost the race for one.
+///
+/// # Errors
+///
+/// The first error that is not a lost port race, or
+/// [`TestkitError::PortsExhausted`] after [`PORT_ATTEMPTS`] lost races.
+pub(crate) fn start_on_free_port<T>(
+    server: &'static str,
+    mut spawn: impl FnMut(u16) -> Result<T>,
+) -> Result<(u16, T)> {
+    let mut last_tail = String::new();
+    for _ in 0..PORT_ATTEMPTS {
+        let port = free_port()?;
+        match spawn(port) {
+            Ok(started) => return Ok((port, started)),
+            Err(TestkitError::ExitedDuringStartup { log_tail, .. })
+                if lost_port_race(&log_tail) =>
+            {
+                last_tail = log_tail;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Err(TestkitError::PortsExhausted {
+        server,
+        attempts: PORT_ATTEMPTS,
+        log_tail: last_tail,
+    })
 }

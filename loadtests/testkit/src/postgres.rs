@@ -25,7 +25,7 @@ use tempfile::TempDir;
 use crate::account::Account;
 use crate::binary::PgBinDir;
 use crate::error::{Result, TestkitError};
-use crate::port::{self, PORT_ATTEMPTS};
+use crate::port;
 use crate::process::{self, ServerProcess};
 
 /// The superuser `initdb` creates; every URL logs in as it.
@@ -94,31 +94,15 @@ impl PgCluster {
         let bin = PgBinDir::find()?;
         let account = Account::for_server(SYSTEM_USER, PACKAGE)?;
         let (dir, layout) = create_cluster(&bin, account)?;
-        let mut last_tail = String::new();
-        for _ in 0..PORT_ATTEMPTS {
-            let port = port::free_port()?;
-            match spawn_postmaster(&bin, account, dir.path(), &layout, port) {
-                Ok(process) => {
-                    return Ok(Self {
-                        process,
-                        port,
-                        bin,
-                        layout,
-                        dir,
-                    });
-                }
-                Err(TestkitError::ExitedDuringStartup { log_tail, .. })
-                    if port::lost_port_race(&log_tail) =>
-                {
-                    last_tail = log_tail;
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        Err(TestkitError::PortsExhausted {
-            server: "PostgreSQL",
-            attempts: PORT_ATTEMPTS,
-            log_tail: last_tail,
+        let (port, process) = port::start_on_free_port("PostgreSQL", |port| {
+            spawn_postmaster(&bin, account, dir.path(), &layout, port)
+        })?;
+        Ok(Self {
+            process,
+            port,
+            bin,
+            layout,
+            dir,
         })
     }
 

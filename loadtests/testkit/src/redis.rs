@@ -16,7 +16,7 @@ use tempfile::TempDir;
 
 use crate::binary;
 use crate::error::{Result, TestkitError};
-use crate::port::{self, PORT_ATTEMPTS};
+use crate::port;
 use crate::process::ServerProcess;
 
 /// How long Redis may take to answer `PING` after it starts.
@@ -70,31 +70,14 @@ impl RedisServer {
                 TestkitError::io("creating the temporary directory for Redis", source)
             })?;
         let log = dir.path().join("redis.log");
-        let mut last_tail = String::new();
-        for _ in 0..PORT_ATTEMPTS {
-            let port = port::free_port()?;
-            match spawn(&binary, dir.path(), &log, port) {
-                Ok(process) => {
-                    return Ok(Self {
-                        process: Some(process),
-                        port,
-                        binary,
-                        log,
-                        dir,
-                    });
-                }
-                Err(TestkitError::ExitedDuringStartup { log_tail, .. })
-                    if port::lost_port_race(&log_tail) =>
-                {
-                    last_tail = log_tail;
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        Err(TestkitError::PortsExhausted {
-            server: "Redis",
-            attempts: PORT_ATTEMPTS,
-            log_tail: last_tail,
+        let (port, process) =
+            port::start_on_free_port("Redis", |port| spawn(&binary, dir.path(), &log, port))?;
+        Ok(Self {
+            process: Some(process),
+            port,
+            binary,
+            log,
+            dir,
         })
     }
 
