@@ -1,0 +1,518 @@
+//! The gateway's configuration: the TOML file an operator writes (every key
+//! documented in `deploy/gateway.sample.toml`), converted into one
+//! validated [`Config`].
+//!
+//! Validation reports *every* problem at once, each naming its key
+//! (`gateway.https_listen: …`), and never panics. Relative paths are taken
+//! relative to the directory of the config file, so a config and its
+//! certificates can move together.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use router::{Hostname, RegionName};
+use serde::Deserialize;
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it was read from, for messages.
+    pub path: PathBuf,
+    /// This gateway's region: decides local or cross-region pools.
+    pub region: RegionName,
+    /// Plain-HTTP listener (also answers ACME HTTP-01 challenges).
+    pub http_listen: Option<SocketAddr>,
+    /// TLS listener; requires `[tls]`.
+    pub https_listen: Option<SocketAddr>,
+    /// Metrics, health, readiness and `/debug/route`.
+    pub admin_listen: SocketAddr,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// The platform's domains: `{slug}.{base}` routes to a tenant.
+    pub base_domains: Vec<Hostname>,
+    /// Peers allowed to send `x-tenant-id` and `x-forwarded-*`.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Certificates, when HTTPS is served.
+    pub tls: Option<TlsConfig>,
+    /// Where routing snapshots come from.
+    pub source: Source,
+    /// Shared limits and purges; absent: local to this gateway.
+    pub redis: Option<RedisConfig>,
+    /// Timeouts, health checks and the circuit breaker.
+    pub upstream: UpstreamConfig,
+    /// How long a stopping gateway keeps serving.
+    pub shutdown: ShutdownConfig,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The platform's certificate and key (PEM), served when no per-host
+    /// certificate matches the SNI name.
+    pub default_cert: Option<(PathBuf, PathBuf)>,
+    /// Directory of `<hostname>.crt` + `<hostname>.key` pairs, hot-reloaded.
+    pub cert_dir: Option<PathBuf>,
+}
+
+/// `[source]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A routing snapshot file (TOML or JSON), watched and reloaded: the
+    /// embedded default.
+    File {
+        /// The snapshot file.
+        path: PathBuf,
+    },
+    /// tenant-admin's routing feed.
+    Admin {
+        /// Base URL of tenant-admin.
+        url: String,
+        /// File holding the `gateway` role's bearer token.
+        token_file: PathBuf,
+        /// Where the last-known-good snapshot is kept across restarts.
+        cache_path: PathBuf,
+    },
+}
+
+/// `[redis]`
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL; may hold a password, so never logged.
+    pub url: String,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `[upstream]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// TCP connect timeout to a backend.
+    pub connect_timeout: Duration,
+    /// Longest wait for a backend's response bytes.
+    pub read_timeout: Duration,
+    /// Longest wait to write the request to a backend.
+    pub write_timeout: Duration,
+    /// How long an idle upstream connection is kept for reuse.
+    pub idle_timeout: Duration,
+    /// Interval of the shared health check over every backend.
+    pub health_check_interval: Duration,
+    /// Consecutive failures that open a backend's circuit.
+    pub circuit_failures: u32,
+    /// How long an open circuit waits before one half-open probe.
+    pub circuit_open: Duration,
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownConfig {
+    /// After SIGTERM/SIGQUIT, how long listeners stay open before draining.
+    pub grace_period: Duration,
+    /// How long in-flight requests get to finish after that.
+    pub graceful_shutdown_timeout: Duration,
+}
+
+/// The config could not be read, parsed or validated.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not TOML, or an unknown key or a wrong type (the message has the line).
+    #[error("config {} is not valid: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What toml says, with the line and column.
+        source: toml::de::Error,
+    },
+    /// Parsed, but with problems: every one of them.
+    #[error("config {} has {} problem{}:{}", path.display(), problems.len(), if problems.len() == 1 { "" } else { "s" }, list(problems))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Each problem as `key: message`.
+        problems: Vec<String>,
+    },
+}
+
+fn list(problems: &[String]) -> String {
+    problems.iter().map(|p| format!("\n  - {p}")).collect()
+}
+
+// ---- The file as written --------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    gateway: RawGateway,
+    tls: Option<RawTls>,
+    source: RawSource,
+    redis: Option<RawRedis>,
+    #[serde(default)]
+    upstream: RawUpstream,
+    #[serde(default)]
+    shutdown: RawShutdown,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    region: String,
+    http_listen: Option<String>,
+    https_listen: Option<String>,
+    admin_listen: String,
+    #[serde(default = "default_threads")]
+    threads: usize,
+    #[serde(default)]
+    base_domains: Vec<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+}
+
+fn default_threads() -> usize {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    default_cert: Option<PathBuf>,
+    default_key: Option<PathBuf>,
+    cert_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+enum RawSource {
+    File {
+        path: PathBuf,
+    },
+    Admin {
+        url: String,
+        token_file: PathBuf,
+        cache_path: PathBuf,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedis {
+    url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawUpstream {
+    connect_timeout_ms: u64,
+    read_timeout_ms: u64,
+    write_timeout_ms: u64,
+    idle_timeout_secs: u64,
+    health_check_interval_ms: u64,
+    circuit_failures: u32,
+    circuit_open_ms: u64,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 1_000,
+            read_timeout_ms: 30_000,
+            write_timeout_ms: 30_000,
+            idle_timeout_secs: 60,
+            health_check_interval_ms: 2_000,
+            circuit_failures: 5,
+            circuit_open_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawShutdown {
+    grace_period_secs: u64,
+    graceful_shutdown_timeout_secs: u64,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        Self {
+            grace_period_secs: 5,
+            graceful_shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+// ---- Validation -------------------------------------------------------------
+
+/// Collects problems, each prefixed with its key.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, key: &str, message: impl fmt::Display) {
+        self.0.push(format!("{key}: {message}"));
+    }
+
+    /// Runs `parse` and records its error under `key`.
+    fn check<T, E: fmt::Display>(&mut self, key: &str, parse: Result<T, E>) -> Option<T> {
+        parse.map_err(|e| self.push(key, e)).ok()
+    }
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the file and every problem found.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and validates config text; `path` locates relative paths and
+    /// names the file in messages.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        raw.validate(path, base)
+            .map_err(|problems| ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })
+    }
+}
+
+fn listen(p: &mut Problems, key: &str, value: &str) -> Option<SocketAddr> {
+    p.check(
+        key,
+        value.parse::<SocketAddr>().map_err(|_| {
+            format!("{value:?} is not an IP address and port, e.g. \"127.0.0.1:8080\"")
+        }),
+    )
+}
+
+fn positive_ms(p: &mut Problems, key: &str, ms: u64) -> Duration {
+    if ms == 0 {
+        p.push(key, "must be at least 1");
+    }
+    Duration::from_millis(ms)
+}
+
+impl RawConfig {
+    fn validate(self, path: &Path, base: &Path) -> Result<Config, Vec<String>> {
+        let mut p = Problems::default();
+        let resolve = |file: PathBuf| {
+            if file.is_absolute() {
+                file
+            } else {
+                base.join(file)
+            }
+        };
+        let g = self.gateway;
+
+        let region = p.check("gateway.region", RegionName::new(&g.region));
+        let http_listen = g
+            .http_listen
+            .as_deref()
+            .and_then(|v| listen(&mut p, "gateway.http_listen", v));
+        let https_listen = g
+            .https_listen
+            .as_deref()
+            .and_then(|v| listen(&mut p, "gateway.https_listen", v));
+        let admin_listen = listen(&mut p, "gateway.admin_listen", &g.admin_listen);
+        if g.http_listen.is_none() && g.https_listen.is_none() {
+            p.push("gateway", "set http_listen, https_listen or both");
+        }
+        let listeners = [
+            ("http_listen", http_listen),
+            ("https_listen", https_listen),
+            ("admin_listen", admin_listen),
+        ];
+        for (i, (a, x)) in listeners.iter().enumerate() {
+            for (b, y) in &listeners[i + 1..] {
+                if x.is_some() && x == y {
+                    p.push(
+                        &format!("gateway.{b}"),
+                        format!("same address as gateway.{a}"),
+                    );
+                }
+            }
+        }
+        if !(1..=1024).contains(&g.threads) {
+            p.push("gateway.threads", "must be from 1 to 1024");
+        }
+        let mut base_domains = Vec::new();
+        for (i, d) in g.base_domains.iter().enumerate() {
+            let key = format!("gateway.base_domains[{i}]");
+            if let Some(h) = p.check(&key, Hostname::parse(d).map_err(|e| format!("{d:?}: {e}"))) {
+                if base_domains.contains(&h) {
+                    p.push(&key, format!("{h} is listed twice"));
+                } else {
+                    base_domains.push(h);
+                }
+            }
+        }
+        let trusted_proxies = g
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let key = format!("gateway.trusted_proxies[{i}]");
+                let parsed = c
+                    .parse::<IpNet>()
+                    .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        format!("{c:?} is not a CIDR such as \"10.0.0.0/8\" or an IP address")
+                    });
+                p.check(&key, parsed)
+            })
+            .collect();
+
+        let tls = self.tls.map(|t| {
+            let default_cert = match (t.default_cert, t.default_key) {
+                (Some(c), Some(k)) => Some((resolve(c), resolve(k))),
+                (None, None) => None,
+                (Some(_), None) => {
+                    p.push("tls.default_key", "required with tls.default_cert");
+                    None
+                }
+                (None, Some(_)) => {
+                    p.push("tls.default_cert", "required with tls.default_key");
+                    None
+                }
+            };
+            TlsConfig {
+                default_cert,
+                cert_dir: t.cert_dir.map(resolve),
+            }
+        });
+        if let Some(t) = &tls {
+            if let Some((cert, key)) = &t.default_cert {
+                for (k, f) in [("tls.default_cert", cert), ("tls.default_key", key)] {
+                    if !f.is_file() {
+                        p.push(k, format!("{} is not a readable file", f.display()));
+                    }
+                }
+            }
+            if let Some(dir) = &t.cert_dir
+                && !dir.is_dir()
+            {
+                p.push(
+                    "tls.cert_dir",
+                    format!("{} is not a directory", dir.display()),
+                );
+            }
+            if t.default_cert.is_none() && t.cert_dir.is_none() {
+                p.push("tls", "set default_cert + default_key, cert_dir, or both");
+            }
+        } else if g.https_listen.is_some() {
+            p.push(
+                "gateway.https_listen",
+                "needs a [tls] section with certificates",
+            );
+        }
+
+        let source = match self.source {
+            RawSource::File { path } => Source::File {
+                path: resolve(path),
+            },
+            RawSource::Admin {
+                url,
+                token_file,
+                cache_path,
+            } => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    p.push(
+                        "source.url",
+                        format!("{url:?} is not an http:// or https:// URL"),
+                    );
+                }
+                Source::Admin {
+                    url,
+                    token_file: resolve(token_file),
+                    cache_path: resolve(cache_path),
+                }
+            }
+        };
+
+        let redis = self.redis.map(|r| {
+            if !(r.url.starts_with("redis://") || r.url.starts_with("rediss://")) {
+                // The URL may contain a password: do not echo it.
+                p.push("redis.url", "must start with redis:// or rediss://");
+            }
+            RedisConfig { url: r.url }
+        });
+
+        let u = self.upstream;
+        let upstream = UpstreamConfig {
+            connect_timeout: positive_ms(
+                &mut p,
+                "upstream.connect_timeout_ms",
+                u.connect_timeout_ms,
+            ),
+            read_timeout: positive_ms(&mut p, "upstream.read_timeout_ms", u.read_timeout_ms),
+            write_timeout: positive_ms(&mut p, "upstream.write_timeout_ms", u.write_timeout_ms),
+            idle_timeout: Duration::from_secs(u.idle_timeout_secs),
+            health_check_interval: positive_ms(
+                &mut p,
+                "upstream.health_check_interval_ms",
+                u.health_check_interval_ms,
+            ),
+            circuit_failures: u.circuit_failures,
+            circuit_open: positive_ms(&mut p, "upstream.circuit_open_ms", u.circuit_open_ms),
+        };
+        if u.circuit_failures == 0 {
+            p.push("upstream.circuit_failures", "must be at least 1");
+        }
+        let shutdown = ShutdownConfig {
+            grace_period: Duration::from_secs(self.shutdown.grace_period_secs),
+            graceful_shutdown_timeout: Duration::from_secs(
+                self.shutdown.graceful_shutdown_timeout_secs,
+            ),
+        };
+
+        match (region, admin_listen) {
+            (Some(region), Some(admin_listen)) if p.0.is_empty() => Ok(Config {
+                path: path.to_owned(),
+                region,
+                http_listen,
+                https_listen,
+                admin_listen,
+                threads: g.threads,
+                base_domains,
+                trusted_proxies,
+                tls,
+                source,
+                redis,
+                upstream,
+                shutdown,
+            }),
+            _ => Err(p.0),
+        }
+    }
+}

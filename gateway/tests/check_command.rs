@@ -1,0 +1,194 @@
+//! `gateway --check` and the config file: what an operator sees at 3 a.m.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn gateway(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
+        .output()
+        .expect("gateway runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+#[test]
+fn shipped_sample_config_and_snapshot_pass_the_check() {
+    let sample = repo().join("deploy/gateway.sample.toml");
+    let out = gateway(&["--check", "--config", sample.to_str().unwrap()]);
+    let text = text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("region eu-west"), "{text}");
+    assert!(
+        text.contains("valid: version 1, 2 regions, 4 targets, 12 tenants, 7 custom domains"),
+        "{text}"
+    );
+}
+
+#[test]
+fn every_config_problem_is_listed_by_key_and_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "gateway.toml",
+        r#"
+[gateway]
+region = "EU West"
+https_listen = "127.0.0.1:8443"
+admin_listen = "localhost"
+threads = 0
+base_domains = ["app.example.test", "10.0.0.1", "APP.example.test."]
+trusted_proxies = ["10.0.0.0/8", "not-a-cidr"]
+
+[source]
+kind = "admin"
+url = "ftp://admin"
+token_file = "token"
+cache_path = "cache.json"
+
+[redis]
+url = "http://user:hunter2@redis"
+
+[upstream]
+connect_timeout_ms = 0
+circuit_failures = 0
+"#,
+    );
+    let out = gateway(&["--check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    let text = text(&out);
+    for expected in [
+        "gateway.region: may only contain lowercase letters",
+        "gateway.admin_listen: \"localhost\" is not an IP address and port",
+        "gateway.threads: must be from 1 to 1024",
+        "gateway.base_domains[1]: \"10.0.0.1\": an IP address is not a hostname",
+        "gateway.base_domains[2]: app.example.test is listed twice",
+        "gateway.trusted_proxies[1]: \"not-a-cidr\" is not a CIDR",
+        "gateway.https_listen: needs a [tls] section with certificates",
+        "source.url: \"ftp://admin\" is not an http:// or https:// URL",
+        "redis.url: must start with redis:// or rediss://",
+        "upstream.connect_timeout_ms: must be at least 1",
+        "upstream.circuit_failures: must be at least 1",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(text.contains("has 11 problems"), "{text}");
+    assert!(
+        !text.contains("hunter2"),
+        "a password leaked into the output:\n{text}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "gateway.toml",
+        "[gateway]\nregion = \"eu-west\"\nhttp_listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:2\"\nthread = 4\n\n[source]\nkind = \"file\"\npath = \"s.toml\"\n",
+    );
+    let out = gateway(&["--check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    let text = text(&out);
+    assert!(
+        text.contains("unknown field `thread`") && text.contains("line 5"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_broken_snapshot_lists_each_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = repo().join("deploy/snapshots/examples/broken.toml");
+    let config = write(
+        dir.path(),
+        "gateway.toml",
+        &format!(
+            "[gateway]\nregion = \"eu-west\"\nhttp_listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:2\"\nbase_domains = [\"app.example.test\"]\n\n[source]\nkind = \"file\"\npath = {:?}\n",
+            broken.to_str().unwrap()
+        ),
+    );
+    let out = gateway(&["--check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    let text = text(&out);
+    assert!(text.contains("gateway: 21 problem(s):"), "{text}");
+    assert!(
+        text.contains("tenants[1] (id \"t-0001\").id: duplicate tenant id (also tenants[0])"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_snapshot_without_the_gateways_region_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = repo().join("deploy/snapshots/sample.toml");
+    let config = write(
+        dir.path(),
+        "gateway.toml",
+        &format!(
+            "[gateway]\nregion = \"ap-south\"\nhttp_listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:2\"\n\n[source]\nkind = \"file\"\npath = {:?}\n",
+            sample.to_str().unwrap()
+        ),
+    );
+    let out = gateway(&["--check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    let text = text(&out);
+    assert!(
+        text.contains("the gateway's region \"ap-south\"")
+            && text.contains("[\"eu-west\", \"us-east\"]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn relative_paths_are_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("snap")).unwrap();
+    std::fs::copy(
+        repo().join("deploy/snapshots/sample.toml"),
+        dir.path().join("snap/routing.toml"),
+    )
+    .unwrap();
+    let config = write(
+        dir.path(),
+        "gateway.toml",
+        "[gateway]\nregion = \"us-east\"\nhttp_listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:2\"\n\n[source]\nkind = \"file\"\npath = \"snap/routing.toml\"\n",
+    );
+    // Run from elsewhere: the path must not depend on the working directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--check", "--config", config.to_str().unwrap()])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn bad_flags_exit_64_and_a_missing_config_exits_78() {
+    let out = gateway(&["--check", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    let out = gateway(&["--check"]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    let out = gateway(&["--check", "--config", "/nonexistent/gateway.toml"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(text(&out).contains("/nonexistent/gateway.toml"));
+    let out = gateway(&["--help"]);
+    assert!(out.status.success());
+    assert!(text(&out).contains("--check"));
+}
