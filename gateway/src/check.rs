@@ -1,6 +1,8 @@
 //! `gateway --check`: everything `gateway --config` would load, validated
 //! without serving, with every problem listed.
 
+use std::path::Path;
+
 use crate::config::{Config, Source};
 use crate::snapshot_file;
 
@@ -22,15 +24,9 @@ pub fn check(config: &Config) -> Result<Summary, Vec<String>> {
     )];
     let mut problems = Vec::new();
     match &config.source {
-        Source::File { path } => match snapshot_file::load(path, config) {
-            Ok(loaded) => summary.push(describe(path, &loaded)),
-            Err(rejected) => problems.extend(
-                rejected
-                    .problems
-                    .into_iter()
-                    .map(|p| format!("snapshot {}: {p}", rejected.path)),
-            ),
-        },
+        Source::File { path } => {
+            check_snapshot(path, config, "snapshot", &mut summary, &mut problems);
+        }
         Source::Admin {
             token_file,
             cache_path,
@@ -48,15 +44,8 @@ pub fn check(config: &Config) -> Result<Summary, Vec<String>> {
                 )),
             }
             if cache_path.exists() {
-                match snapshot_file::load(cache_path, config) {
-                    Ok(loaded) => summary.push(describe(cache_path, &loaded)),
-                    Err(rejected) => problems.extend(
-                        rejected
-                            .problems
-                            .into_iter()
-                            .map(|p| format!("source.cache_path {}: {p}", rejected.path)),
-                    ),
-                }
+                let what = "source.cache_path";
+                check_snapshot(cache_path, config, what, &mut summary, &mut problems);
             } else {
                 summary.push(format!(
                     "source.cache_path {}: no last-known-good snapshot yet; the gateway is ready once the feed answers",
@@ -72,7 +61,27 @@ pub fn check(config: &Config) -> Result<Summary, Vec<String>> {
     }
 }
 
-fn describe(path: &std::path::Path, loaded: &snapshot_file::LoadedTable) -> String {
+/// Loads the snapshot at `path` as serving would, adding a summary line or
+/// its problems, each prefixed with `what` and the path.
+fn check_snapshot(
+    path: &Path,
+    config: &Config,
+    what: &str,
+    summary: &mut Summary,
+    problems: &mut Vec<String>,
+) {
+    match snapshot_file::load(path, config) {
+        Ok(loaded) => summary.push(describe(path, &loaded)),
+        Err(rejected) => problems.extend(
+            rejected
+                .problems
+                .into_iter()
+                .map(|p| format!("{what} {}: {p}", rejected.path)),
+        ),
+    }
+}
+
+fn describe(path: &Path, loaded: &snapshot_file::LoadedTable) -> String {
     let t = &loaded.table;
     format!(
         "snapshot {}: valid: version {}, {} regions, {} targets, {} tenants, {} custom domains",
