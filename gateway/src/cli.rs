@@ -6,8 +6,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use std::sync::Arc;
+
 use crate::check::check;
-use crate::config::Config;
+use crate::config::{Config, Source};
+use crate::state::RoutingState;
+use crate::{server, snapshot_file};
 
 /// Bad command-line usage.
 pub const EXIT_USAGE: u8 = 64;
@@ -30,6 +34,10 @@ pub struct Args {
     /// and exit: 0 when valid, 78 when not.
     #[arg(long)]
     pub check: bool,
+    /// Take over the listening sockets of a running gateway (send it
+    /// SIGQUIT after starting this one): a restart with no refused connection.
+    #[arg(long)]
+    pub upgrade: bool,
 }
 
 /// Parses the command line and runs the gateway.
@@ -66,9 +74,35 @@ pub fn main() -> ExitCode {
             }
         };
     }
-    eprintln!(
-        "gateway: serving is not built yet: the Pingora data plane is in progress (issue 3); \
-         only --check is available"
-    );
-    ExitCode::from(EXIT_UNAVAILABLE)
+    serve(&config, args.upgrade)
+}
+
+/// Loads the first snapshot and runs the gateway until it is stopped.
+fn serve(config: &Config, upgrade: bool) -> ExitCode {
+    if config.https_listen.is_some() {
+        eprintln!(
+            "gateway: gateway.https_listen: TLS serving is not built yet (issue 3 in progress); \
+             remove it to serve plain HTTP"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let state = Arc::new(RoutingState::default());
+    match &config.source {
+        Source::File { path } => match snapshot_file::load(path, config) {
+            Ok(loaded) => state.replace(loaded),
+            Err(rejected) => {
+                eprintln!("gateway: {rejected}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        Source::Admin { .. } => {
+            eprintln!(
+                "gateway: source.kind = \"admin\" arrives with tenant-admin's routing feed (issue 5)"
+            );
+            return ExitCode::from(EXIT_UNAVAILABLE);
+        }
+    }
+    let mut server = server::new_server(config, upgrade);
+    server::build(&mut server, config, state);
+    server.run_forever()
 }

@@ -118,6 +118,11 @@ pub struct ShutdownConfig {
     pub grace_period: Duration,
     /// How long in-flight requests get to finish after that.
     pub graceful_shutdown_timeout: Duration,
+    /// Unix socket over which listening sockets are handed to a new process
+    /// started with `--upgrade`.
+    pub upgrade_sock: PathBuf,
+    /// Where the process id is written.
+    pub pid_file: PathBuf,
 }
 
 /// The config could not be read, parsed or validated.
@@ -245,6 +250,8 @@ impl Default for RawUpstream {
 struct RawShutdown {
     grace_period_secs: u64,
     graceful_shutdown_timeout_secs: u64,
+    upgrade_sock: PathBuf,
+    pid_file: PathBuf,
 }
 
 impl Default for RawShutdown {
@@ -252,6 +259,8 @@ impl Default for RawShutdown {
         Self {
             grace_period_secs: 5,
             graceful_shutdown_timeout_secs: 30,
+            upgrade_sock: PathBuf::from("/tmp/switchyard-gateway-upgrade.sock"),
+            pid_file: PathBuf::from("/tmp/switchyard-gateway.pid"),
         }
     }
 }
@@ -494,6 +503,8 @@ impl RawConfig {
             graceful_shutdown_timeout: Duration::from_secs(
                 self.shutdown.graceful_shutdown_timeout_secs,
             ),
+            upgrade_sock: resolve(self.shutdown.upgrade_sock),
+            pid_file: resolve(self.shutdown.pid_file),
         };
 
         match (region, admin_listen) {

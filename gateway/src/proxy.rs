@@ -1,0 +1,365 @@
+//! The gateway's Pingora proxy: thin phases that call into the router.
+//!
+//! ```text
+//! request_filter ─ request id; trusted peer?; snapshot → RoutingTable::resolve
+//!   │              refused → problem+json (400/403/404/413/503), done
+//!   ▼
+//! upstream_peer ── a backend of the decided pool (weighted round robin);
+//!   │              on a retried connect failure, the next backend
+//!   ▼
+//! upstream_request_filter ─ strip spoofed x-tenant-*; set x-tenant-id/slug/
+//!   │                       target/region, x-request-id, x-forwarded-*
+//!   ▼
+//! response_filter ─ x-request-id on every response
+//!
+//! fail_to_connect ─ idempotent request, first failure: retry elsewhere
+//! fail_to_proxy ─── problem+json (502/504/…), mapped in problem.rs
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use pingora::{ErrorSource, ErrorType};
+use router::{HostError, Locality, Pool, RegionIdx, RouteError, RouteRequest};
+
+use crate::config::UpstreamConfig;
+use crate::problem::Problem;
+use crate::request_id;
+use crate::snapshot_file::LoadedTable;
+use crate::state::RoutingState;
+
+/// The proxy service's shared state.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The routing table in force.
+    state: Arc<RoutingState>,
+    /// Peers whose x-tenant-id and x-forwarded-* are honoured.
+    trusted_proxies: Vec<IpNet>,
+    /// Timeouts applied to every upstream connection.
+    upstream: UpstreamConfig,
+    /// Round-robin position shared by all pools: cheap, and spreads each
+    /// pool's requests evenly over time.
+    next_backend: AtomicUsize,
+}
+
+impl Gateway {
+    /// A proxy routing by `state`.
+    pub fn new(
+        state: Arc<RoutingState>,
+        trusted_proxies: Vec<IpNet>,
+        upstream: UpstreamConfig,
+    ) -> Self {
+        Self {
+            state,
+            trusted_proxies,
+            upstream,
+            next_backend: AtomicUsize::new(0),
+        }
+    }
+
+    fn is_trusted(&self, ip: Option<IpAddr>) -> bool {
+        ip.is_some_and(|ip| self.trusted_proxies.iter().any(|net| net.contains(&ip)))
+    }
+}
+
+/// What one request carries between phases.
+#[derive(Debug, Default)]
+pub struct RequestCtx {
+    /// Kept or generated; on every response and upstream request.
+    pub request_id: String,
+    /// The peer is a trusted proxy.
+    trusted: bool,
+    /// The snapshot the request was routed by, held until it finishes.
+    table: Option<Arc<LoadedTable>>,
+    /// The routed tenant's index in `table`.
+    tenant: u32,
+    /// The region of the pool that serves the request.
+    pool_region: Option<RegionIdx>,
+    /// Whether that pool is in this gateway's region.
+    pub locality: Option<Locality>,
+    /// Safe to send twice.
+    idempotent: bool,
+    /// Connect failures retried so far.
+    retries: u8,
+    /// Index of the backend last tried in the pool.
+    backend: Option<usize>,
+}
+
+/// RFC 9110 idempotent methods: retried once on another backend when the
+/// connection could not be made.
+fn is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
+
+/// Picks a backend by weight, starting from `turn`.
+fn pick(pool: &Pool, turn: usize) -> usize {
+    let total: usize = pool.backends.iter().map(|b| b.weight as usize).sum();
+    let mut slot = turn % total.max(1);
+    for (i, b) in pool.backends.iter().enumerate() {
+        if slot < b.weight as usize {
+            return i;
+        }
+        slot -= b.weight as usize;
+    }
+    0
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        ctx.request_id = match req.headers.get("x-request-id") {
+            Some(id) if request_id::is_valid(id.as_bytes()) => {
+                String::from_utf8_lossy(id.as_bytes()).into_owned()
+            }
+            _ => request_id::generate(),
+        };
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.trusted = self.is_trusted(peer);
+        let Some(loaded) = self.state.current() else {
+            Problem::NOT_READY.respond(session, &ctx.request_id).await?;
+            return Ok(true);
+        };
+
+        let req = session.req_header();
+        let host = match req.uri.authority() {
+            Some(authority) => Some(Ok(authority.as_str())),
+            None => req.headers.get("host").map(|h| h.to_str()),
+        };
+        let host = match host.transpose() {
+            Ok(host) => host,
+            Err(_) => {
+                let e = RouteError::MalformedHost(HostError::InvalidCharacter);
+                Problem::for_route(&e)
+                    .respond(session, &ctx.request_id)
+                    .await?;
+                return Ok(true);
+            }
+        };
+        let trusted_tenant = if ctx.trusted {
+            req.headers.get("x-tenant-id").and_then(|v| v.to_str().ok())
+        } else {
+            None
+        };
+        let method = req.method.as_str();
+        let route = RouteRequest {
+            host,
+            method,
+            trusted_tenant,
+        };
+        let decision = match loaded.table.resolve(&route, loaded.region) {
+            Ok(d) => d,
+            Err(e) => {
+                Problem::for_route(&e)
+                    .respond(session, &ctx.request_id)
+                    .await?;
+                return Ok(true);
+            }
+        };
+        ctx.idempotent = is_idempotent(method);
+        ctx.tenant = decision.tenant.index();
+        ctx.locality = Some(decision.locality);
+        ctx.pool_region = Some(match decision.locality {
+            Locality::Local => loaded.region,
+            Locality::CrossRegion => decision.tenant.region(),
+        });
+        let too_large = req
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|len| len > decision.tenant.plan().max_body_bytes);
+        if too_large {
+            Problem::BODY_TOO_LARGE
+                .respond(session, &ctx.request_id)
+                .await?;
+            return Ok(true);
+        }
+        ctx.table = Some(loaded);
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let (Some(loaded), Some(region)) = (&ctx.table, ctx.pool_region) else {
+            return Error::e_explain(ErrorType::InternalError, "no routing decision");
+        };
+        let tenant = loaded
+            .table
+            .tenant(ctx.tenant)
+            .or_err(ErrorType::InternalError, "routed tenant vanished")?;
+        let pool = tenant
+            .target()
+            .pool(region)
+            .or_err(ErrorType::InternalError, "decided pool vanished")?;
+        let index = match ctx.backend {
+            // A retry goes to the next backend, when there is one.
+            Some(last) => (last + 1) % pool.backends.len(),
+            None => pick(pool, self.next_backend.fetch_add(1, Ordering::Relaxed)),
+        };
+        ctx.backend = Some(index);
+        let addr: SocketAddr = pool.backends[index].addr.parse().or_err(
+            ErrorType::ConnectNoRoute,
+            "backend address is not an IP address and port",
+        )?;
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(self.upstream.connect_timeout);
+        peer.options.read_timeout = Some(self.upstream.read_timeout);
+        peer.options.write_timeout = Some(self.upstream.write_timeout);
+        peer.options.idle_timeout = Some(self.upstream.idle_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let loaded = ctx
+            .table
+            .as_ref()
+            .or_err(ErrorType::InternalError, "no routing decision")?;
+        let tenant = loaded
+            .table
+            .tenant(ctx.tenant)
+            .or_err(ErrorType::InternalError, "routed tenant vanished")?;
+        if !ctx.trusted {
+            let spoofed: Vec<_> = upstream
+                .headers
+                .keys()
+                .filter(|k| k.as_str().starts_with("x-tenant-"))
+                .cloned()
+                .collect();
+            for name in spoofed {
+                upstream.remove_header(&name);
+            }
+        }
+        upstream.insert_header("x-tenant-id", tenant.id())?;
+        upstream.insert_header("x-tenant-slug", tenant.slug())?;
+        upstream.insert_header("x-tenant-target", tenant.target().id.as_str())?;
+        upstream.insert_header("x-tenant-region", tenant.region_name().as_str())?;
+        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string());
+        let forwarded_for = match (
+            ctx.trusted,
+            upstream.headers.get("x-forwarded-for"),
+            &client_ip,
+        ) {
+            (true, Some(prior), Some(ip)) => Some(format!(
+                "{}, {ip}",
+                String::from_utf8_lossy(prior.as_bytes())
+            )),
+            (_, _, Some(ip)) => Some(ip.clone()),
+            _ => None,
+        };
+        match forwarded_for {
+            Some(value) => upstream.insert_header("x-forwarded-for", value)?,
+            None => {
+                upstream.remove_header("x-forwarded-for");
+            }
+        }
+        if !(ctx.trusted && upstream.headers.contains_key("x-forwarded-proto")) {
+            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+            upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+        }
+        if !(ctx.trusted && upstream.headers.contains_key("x-forwarded-host")) {
+            let host = session
+                .req_header()
+                .uri
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .or_else(|| {
+                    session
+                        .req_header()
+                        .headers
+                        .get("host")
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_owned)
+                });
+            match host {
+                Some(host) => upstream.insert_header("x-forwarded-host", host)?,
+                None => {
+                    upstream.remove_header("x-forwarded-host");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if ctx.idempotent && ctx.retries == 0 {
+            ctx.retries += 1;
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let downstream_gone = e.esource() == &ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+            );
+        if downstream_gone {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        let problem = Problem::for_proxy_error(e);
+        if ctx.request_id.is_empty() {
+            ctx.request_id = request_id::generate();
+        }
+        // The client may be gone already; nothing more to do then.
+        let _ = problem.respond(session, &ctx.request_id).await;
+        FailToProxy {
+            error_code: problem.status,
+            can_reuse_downstream: false,
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Assembling the Pingora server: the proxy service on its listeners and
+//! the background services, so tests drive exactly what `gateway --config`
+//! runs.
+
+use std::sync::Arc;
+
+use pingora::prelude::*;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::services::background::background_service;
+
+use crate::config::{Config, Source};
+use crate::proxy::Gateway;
+use crate::snapshot_watch::SnapshotWatcher;
+use crate::state::RoutingState;
+
+/// Pingora's server settings derived from the gateway's config.
+pub fn server_conf(config: &Config) -> ServerConf {
+    ServerConf {
+        threads: config.threads,
+        grace_period_seconds: Some(config.shutdown.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(
+            config.shutdown.graceful_shutdown_timeout.as_secs(),
+        ),
+        upgrade_sock: config.shutdown.upgrade_sock.display().to_string(),
+        pid_file: config.shutdown.pid_file.display().to_string(),
+        ..ServerConf::default()
+    }
+}
+
+/// A bootstrapped Pingora server for `config`.
+pub fn new_server(config: &Config, upgrade: bool) -> Server {
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(config));
+    server.bootstrap();
+    server
+}
+
+/// Adds the gateway's services to `server`: the proxy on its listeners and
+/// the snapshot watcher.
+pub fn build(server: &mut Server, config: &Config, state: Arc<RoutingState>) {
+    let gateway = Gateway::new(
+        state.clone(),
+        config.trusted_proxies.clone(),
+        config.upstream.clone(),
+    );
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");
+    if let Some(addr) = config.http_listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    server.add_service(proxy);
+    if let Source::File { path } = &config.source {
+        let watcher = SnapshotWatcher::new(path.clone(), config.clone(), state);
+        server.add_service(background_service("snapshot watcher", watcher));
+    }
+}

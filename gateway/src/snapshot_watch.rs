@@ -1,0 +1,100 @@
+//! Watching the routing snapshot file (`[source] kind = "file"`).
+//!
+//! The file is polled: its modification time, size and inode are compared
+//! every interval, which works on every filesystem and catches the atomic
+//! rename a careful writer does. A changed file is loaded in full; a valid
+//! one replaces the table in force, an invalid one is logged with every
+//! problem and the previous table keeps serving.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::config::Config;
+use crate::snapshot_file;
+use crate::state::RoutingState;
+
+/// How often the file is looked at.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What identifies one version of the file on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified_ns: i128,
+    len: u64,
+    inode: u64,
+}
+
+fn stamp(path: &std::path::Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        modified_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        len: m.len(),
+        inode: m.ino(),
+    })
+}
+
+/// The background service that reloads the snapshot file.
+#[derive(Debug)]
+pub struct SnapshotWatcher {
+    path: PathBuf,
+    config: Config,
+    state: Arc<RoutingState>,
+}
+
+impl SnapshotWatcher {
+    /// Watches `path`, loading accepted versions into `state`.
+    pub fn new(path: PathBuf, config: Config, state: Arc<RoutingState>) -> Self {
+        Self {
+            path,
+            config,
+            state,
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for SnapshotWatcher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut seen = stamp(&self.path);
+        let mut interval = tokio::time::interval(POLL_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let now = stamp(&self.path);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            let path = self.path.clone();
+            let config = self.config.clone();
+            // Building a large table takes a while: keep it off the runtime.
+            let loaded =
+                tokio::task::spawn_blocking(move || snapshot_file::load(&path, &config)).await;
+            match loaded {
+                Ok(Ok(loaded)) => {
+                    let version = loaded.table.version();
+                    self.state.replace(loaded);
+                    eprintln!(
+                        "gateway: routing snapshot version {version} loaded from {}",
+                        self.path.display()
+                    );
+                }
+                Ok(Err(rejected)) => {
+                    eprintln!(
+                        "gateway: {rejected}\ngateway: keeping snapshot version {:?}",
+                        self.state.version()
+                    );
+                }
+                Err(e) => eprintln!("gateway: snapshot load task failed: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The routing table the gateway serves from, swapped whole and atomically
+//! when a new snapshot is accepted. Requests hold the table they started
+//! with until they finish, so a swap never changes a request midway.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+
+use crate::snapshot_file::LoadedTable;
+
+/// The current routing table, or none before the first snapshot loads.
+#[derive(Debug, Default)]
+pub struct RoutingState {
+    current: ArcSwapOption<LoadedTable>,
+}
+
+impl RoutingState {
+    /// The table in force now, if any.
+    pub fn current(&self) -> Option<Arc<LoadedTable>> {
+        self.current.load_full()
+    }
+
+    /// Makes `table` the one in force.
+    pub fn replace(&self, table: LoadedTable) {
+        self.current.store(Some(Arc::new(table)));
+    }
+
+    /// The version in force, if any.
+    pub fn version(&self) -> Option<u64> {
+        self.current.load().as_ref().map(|t| t.table.version())
+    }
+}

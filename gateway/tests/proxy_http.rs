@@ -1,0 +1,419 @@
+//! The real `gateway` binary proxying plain HTTP to real upstreams.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use testkit::Upstream;
+
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running gateway process with its config and snapshot in a temp dir.
+struct Gateway {
+    child: Child,
+    addr: SocketAddr,
+    snapshot: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    fn start(snapshot: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let http = free_port();
+        let admin = free_port();
+        let snapshot_path = dir.path().join("routing.toml");
+        std::fs::write(&snapshot_path, snapshot).unwrap();
+        let config = format!(
+            r#"
+[gateway]
+region = "eu-west"
+http_listen = "127.0.0.1:{http}"
+admin_listen = "127.0.0.1:{admin}"
+base_domains = ["app.example.test"]
+{extra}
+
+[source]
+kind = "file"
+path = "routing.toml"
+
+[upstream]
+connect_timeout_ms = 500
+read_timeout_ms = 1000
+
+[shutdown]
+grace_period_secs = 0
+graceful_shutdown_timeout_secs = 1
+upgrade_sock = "upgrade.sock"
+pid_file = "gateway.pid"
+"#
+        );
+        let config_path = dir.path().join("gateway.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["--config", config_path.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "gateway did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Gateway {
+            child,
+            addr,
+            snapshot: snapshot_path,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// Sends one request over a fresh connection; `head` is the request line
+/// and headers without the final blank line.
+fn send(addr: SocketAddr, head: &str) -> Response {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "{head}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+fn get(addr: SocketAddr, host: &str, path: &str) -> Response {
+    send(addr, &format!("GET {path} HTTP/1.1\r\nHost: {host}"))
+}
+
+/// A snapshot with two shards and a dedicated cluster in eu-west, each
+/// pool one of `ups`, and tenants on each.
+fn snapshot(version: u64, shard_a: &str, shard_b: &str, dedicated: &str) -> String {
+    format!(
+        r#"
+version = {version}
+regions = [{{ name = "eu-west" }}]
+plans = [{{ name = "p", rate_per_sec = 100, burst = 100, max_body_bytes = 1024 }}]
+
+[[targets]]
+id = "shard-a"
+kind = "shard"
+region = "eu-west"
+pools = {{ eu-west = [{shard_a}] }}
+
+[[targets]]
+id = "shard-b"
+kind = "shard"
+region = "eu-west"
+pools = {{ eu-west = [{shard_b}] }}
+
+[[targets]]
+id = "dedicated-globex"
+kind = "dedicated"
+region = "eu-west"
+pools = {{ eu-west = [{dedicated}] }}
+
+[[tenants]]
+id = "t-acme"
+slug = "acme"
+plan = "p"
+region = "eu-west"
+target = "shard-a"
+
+[[tenants]]
+id = "t-initech"
+slug = "initech"
+plan = "p"
+region = "eu-west"
+target = "shard-b"
+
+[[tenants]]
+id = "t-globex"
+slug = "globex"
+plan = "p"
+region = "eu-west"
+target = "dedicated-globex"
+domains = ["erp.globex.example"]
+
+[[tenants]]
+id = "t-gone"
+slug = "gone"
+plan = "p"
+region = "eu-west"
+target = "shard-a"
+status = "suspended"
+"#
+    )
+}
+
+fn q(u: &Upstream) -> String {
+    format!("\"{}\"", u.addr())
+}
+
+struct Stack {
+    a: Upstream,
+    b: Upstream,
+    d: Upstream,
+    gateway: Gateway,
+}
+
+fn stack(extra: &str) -> Stack {
+    let a = Upstream::echo("shard-a").unwrap();
+    let b = Upstream::echo("shard-b").unwrap();
+    let d = Upstream::echo("dedicated").unwrap();
+    let gateway = Gateway::start(&snapshot(1, &q(&a), &q(&b), &q(&d)), extra);
+    Stack { a, b, d, gateway }
+}
+
+#[test]
+fn tenants_land_on_their_own_targets_with_tenant_headers() {
+    let s = stack("");
+    for (host, upstream, id, target) in [
+        ("acme.app.example.test", &s.a, "t-acme", "shard-a"),
+        ("initech.app.example.test", &s.b, "t-initech", "shard-b"),
+        (
+            "ERP.Globex.example:80",
+            &s.d,
+            "t-globex",
+            "dedicated-globex",
+        ),
+    ] {
+        let before = upstream.request_count();
+        let r = get(s.gateway.addr, host, "/orders?page=2");
+        assert_eq!(r.status, 200, "{host}: {r:?}");
+        assert_eq!(upstream.request_count(), before + 1, "{host}");
+        let seen = upstream.last_request().unwrap();
+        assert_eq!(seen.header("x-tenant-id"), Some(id));
+        assert_eq!(seen.header("x-tenant-target"), Some(target));
+        assert_eq!(seen.header("x-tenant-region"), Some("eu-west"));
+        assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+        assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+        assert_eq!(seen.header("x-forwarded-host"), Some(host));
+        assert_eq!(seen.path_and_query, "/orders?page=2");
+        let id = r.header("x-request-id").unwrap();
+        assert_eq!(seen.header("x-request-id"), Some(id));
+    }
+}
+
+#[test]
+fn spoofed_tenant_headers_are_stripped_from_untrusted_peers() {
+    let s = stack("");
+    let r = send(
+        s.gateway.addr,
+        "GET / HTTP/1.1\r\nHost: acme.app.example.test\r\nx-tenant-id: t-globex\r\nx-tenant-admin: yes\r\nx-forwarded-for: 6.6.6.6\r\nx-forwarded-host: evil.example",
+    );
+    assert_eq!(r.status, 200);
+    let seen = s.a.last_request().unwrap();
+    assert_eq!(seen.header("x-tenant-id"), Some("t-acme"));
+    assert_eq!(seen.header("x-tenant-admin"), None);
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(
+        seen.header("x-forwarded-host"),
+        Some("acme.app.example.test")
+    );
+    assert_eq!(s.d.request_count(), 0);
+}
+
+#[test]
+fn trusted_proxy_names_the_tenant_and_keeps_forwarding_headers() {
+    let s = stack("trusted_proxies = [\"127.0.0.1/32\"]");
+    let r = send(
+        s.gateway.addr,
+        "GET / HTTP/1.1\r\nHost: internal.svc.local\r\nx-tenant-id: t-globex\r\nx-forwarded-for: 203.0.113.7\r\nx-forwarded-proto: https",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = s.d.last_request().unwrap();
+    assert_eq!(seen.header("x-tenant-id"), Some("t-globex"));
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("203.0.113.7, 127.0.0.1")
+    );
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+}
+
+#[test]
+fn refused_requests_get_problem_json_and_never_reach_an_upstream() {
+    let s = stack("");
+    for (host, status, type_) in [
+        ("nobody.app.example.test", 404, "unknown-tenant"),
+        ("gone.app.example.test", 403, "tenant-suspended"),
+        ("10.0.0.1", 400, "malformed-host"),
+        ("a..b.example", 400, "malformed-host"),
+    ] {
+        let r = get(s.gateway.addr, host, "/");
+        assert_eq!(r.status, status, "{host}: {r:?}");
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        let body = r.json();
+        assert_eq!(body["status"], status);
+        assert!(body["type"].as_str().unwrap().ends_with(type_), "{body}");
+        assert_eq!(body["request_id"].as_str(), r.header("x-request-id"));
+        // Nothing of the request is echoed back.
+        assert!(!r.body.contains(host), "{}", r.body);
+    }
+    assert_eq!(
+        s.a.request_count() + s.b.request_count() + s.d.request_count(),
+        0
+    );
+}
+
+#[test]
+fn a_body_over_the_plan_limit_is_413() {
+    let s = stack("");
+    let r = send(
+        s.gateway.addr,
+        "POST /upload HTTP/1.1\r\nHost: acme.app.example.test\r\nContent-Length: 5000",
+    );
+    assert_eq!(r.status, 413, "{r:?}");
+    assert_eq!(s.a.request_count(), 0);
+}
+
+#[test]
+fn a_valid_client_request_id_is_kept_and_a_bad_one_replaced() {
+    let s = stack("");
+    let r = send(
+        s.gateway.addr,
+        "GET / HTTP/1.1\r\nHost: acme.app.example.test\r\nx-request-id: abc-123",
+    );
+    assert_eq!(r.header("x-request-id"), Some("abc-123"));
+    let r = send(
+        s.gateway.addr,
+        "GET / HTTP/1.1\r\nHost: acme.app.example.test\r\nx-request-id: a b",
+    );
+    let id = r.header("x-request-id").unwrap();
+    assert_eq!(id.len(), 32, "{id}");
+}
+
+#[test]
+fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
+    let dead = free_port();
+    let slow = Upstream::builder()
+        .name("slow")
+        .delay(Duration::from_secs(3))
+        .start()
+        .unwrap();
+    let a = Upstream::echo("shard-a").unwrap();
+    let gateway = Gateway::start(
+        &snapshot(1, &format!("\"127.0.0.1:{dead}\""), &q(&slow), &q(&a)),
+        "",
+    );
+    let r = get(gateway.addr, "acme.app.example.test", "/");
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(
+        !r.body.contains(&dead.to_string()),
+        "upstream address leaked: {}",
+        r.body
+    );
+    let r = get(gateway.addr, "initech.app.example.test", "/");
+    assert_eq!(r.status, 504, "{r:?}");
+    assert_eq!(
+        r.json()["type"],
+        "https://switchyard.dev/problems/gateway-timeout"
+    );
+}
+
+#[test]
+fn idempotent_requests_are_retried_once_on_another_backend() {
+    let dead = free_port();
+    let live = Upstream::echo("live").unwrap();
+    let pool = format!("\"127.0.0.1:{dead}\", {}", q(&live));
+    let gateway = Gateway::start(&snapshot(1, &pool, &q(&live), &q(&live)), "");
+    // Round robin sends every other request to the dead backend first.
+    for _ in 0..6 {
+        let r = get(gateway.addr, "acme.app.example.test", "/");
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    // A POST is not retried: the ones that hit the dead backend fail.
+    let statuses: Vec<u16> = (0..6)
+        .map(|_| {
+            send(
+                gateway.addr,
+                "POST / HTTP/1.1\r\nHost: acme.app.example.test\r\nContent-Length: 0",
+            )
+            .status
+        })
+        .collect();
+    assert!(statuses.contains(&502), "{statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+}
+
+#[test]
+fn snapshot_changes_apply_without_restart_and_a_broken_one_is_ignored() {
+    let s = stack("");
+    assert_eq!(
+        get(s.gateway.addr, "acme.app.example.test", "/").status,
+        200
+    );
+    assert_eq!(s.a.request_count(), 1);
+
+    // Move acme's shard-a pool to shard-b's upstream in a new version.
+    let moved = snapshot(2, &q(&s.b), &q(&s.b), &q(&s.d));
+    std::fs::write(&s.gateway.snapshot, moved).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        get(s.gateway.addr, "acme.app.example.test", "/");
+        if s.b.request_count() > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "new snapshot was not applied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A broken file is rejected and version 2 keeps serving.
+    std::fs::write(&s.gateway.snapshot, "version = 3\n[[tenants]]\nid = 1\n").unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let before = s.b.request_count();
+    assert_eq!(
+        get(s.gateway.addr, "acme.app.example.test", "/").status,
+        200
+    );
+    assert_eq!(s.b.request_count(), before + 1);
+}
