@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::check::check;
 use crate::config::{Config, Source};
+use crate::metrics::Metrics;
 use crate::state::RoutingState;
 use crate::{server, snapshot_file};
 
@@ -87,9 +88,13 @@ fn serve(config: &Config, upgrade: bool) -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     let state = Arc::new(RoutingState::default());
+    let metrics = Metrics::new();
     match &config.source {
         Source::File { path } => match snapshot_file::load(path, config) {
-            Ok(loaded) => state.replace(loaded),
+            Ok(loaded) => {
+                metrics.snapshot_accepted(&loaded);
+                state.replace(loaded);
+            }
             Err(rejected) => {
                 eprintln!("gateway: {rejected}");
                 return ExitCode::from(EXIT_CONFIG);
@@ -103,6 +108,6 @@ fn serve(config: &Config, upgrade: bool) -> ExitCode {
         }
     }
     let mut server = server::new_server(config, upgrade);
-    server::build(&mut server, config, state);
+    server::build(&mut server, config, state, metrics);
     server.run_forever()
 }

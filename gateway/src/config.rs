@@ -35,6 +35,8 @@ pub struct Config {
     pub base_domains: Vec<Hostname>,
     /// Peers allowed to send `x-tenant-id` and `x-forwarded-*`.
     pub trusted_proxies: Vec<IpNet>,
+    /// One JSON line per request on stdout.
+    pub access_log: bool,
     /// Certificates, when HTTPS is served.
     pub tls: Option<TlsConfig>,
     /// Where routing snapshots come from.
@@ -186,6 +188,12 @@ struct RawGateway {
     base_domains: Vec<String>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    #[serde(default = "default_true")]
+    access_log: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_threads() -> usize {
@@ -517,6 +525,7 @@ impl RawConfig {
                 threads: g.threads,
                 base_domains,
                 trusted_proxies,
+                access_log: g.access_log,
                 tls,
                 source,
                 redis,

@@ -20,13 +20,17 @@
 //! - [`snapshot_watch`]: reloading the snapshot file when it changes.
 //! - [`proxy`]: the Pingora `ProxyHttp` phases, thin over the router.
 //! - [`problem`]: every error response, as problem+json, in one place.
+//! - [`metrics`]: Prometheus metrics, with bounded labels.
+//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`, `/debug/route`).
 //! - [`request_id`]: keeping or generating `x-request-id`.
 //! - [`server`]: the Pingora server and its services.
 //! - [`cli`]: flags and exit statuses; `main.rs` is a shim over it.
 
+pub mod admin;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod problem;
 pub mod proxy;
 pub mod request_id;

@@ -16,19 +16,22 @@
 //! fail_to_proxy ─── problem+json (502/504/…), mapped in problem.rs
 //! ```
 
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ipnet::IpNet;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
-use router::{HostError, Locality, Pool, RegionIdx, RouteError, RouteRequest};
+use router::{HostError, Locality, Pool, RegionIdx, RouteError, RouteRequest, TargetKind};
 
 use crate::config::UpstreamConfig;
-use crate::problem::Problem;
+use crate::metrics::Metrics;
+use crate::problem::{Kind, Problem};
 use crate::request_id;
 use crate::snapshot_file::LoadedTable;
 use crate::state::RoutingState;
@@ -45,6 +48,10 @@ pub struct Gateway {
     /// Round-robin position shared by all pools: cheap, and spreads each
     /// pool's requests evenly over time.
     next_backend: AtomicUsize,
+    /// Request, error and upstream metrics.
+    metrics: Metrics,
+    /// Whether to write the JSON access log to stdout.
+    access_log: bool,
 }
 
 impl Gateway {
@@ -53,13 +60,29 @@ impl Gateway {
         state: Arc<RoutingState>,
         trusted_proxies: Vec<IpNet>,
         upstream: UpstreamConfig,
+        metrics: Metrics,
+        access_log: bool,
     ) -> Self {
         Self {
             state,
             trusted_proxies,
             upstream,
             next_backend: AtomicUsize::new(0),
+            metrics,
+            access_log,
         }
+    }
+
+    /// Answers with `problem` and ends the request.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        problem: Problem,
+    ) -> Result<bool> {
+        ctx.problem = Some(problem.kind);
+        problem.respond(session, &ctx.request_id).await?;
+        Ok(true)
     }
 
     fn is_trusted(&self, ip: Option<IpAddr>) -> bool {
@@ -88,6 +111,14 @@ pub struct RequestCtx {
     retries: u8,
     /// Index of the backend last tried in the pool.
     backend: Option<usize>,
+    /// When the request header arrived.
+    started: Option<Instant>,
+    /// When the last backend was chosen.
+    upstream_started: Option<Instant>,
+    /// Time from choosing the backend to its response header.
+    upstream_time: Option<Duration>,
+    /// Set when the gateway answered with a problem of its own.
+    problem: Option<Kind>,
 }
 
 /// RFC 9110 idempotent methods: retried once on another backend when the
@@ -121,6 +152,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.started = Some(Instant::now());
         let req = session.req_header();
         ctx.request_id = match req.headers.get("x-request-id") {
             Some(id) if request_id::is_valid(id.as_bytes()) => {
@@ -134,8 +166,7 @@ impl ProxyHttp for Gateway {
             .map(|a| a.ip());
         ctx.trusted = self.is_trusted(peer);
         let Some(loaded) = self.state.current() else {
-            Problem::NOT_READY.respond(session, &ctx.request_id).await?;
-            return Ok(true);
+            return self.refuse(session, ctx, Problem::NOT_READY).await;
         };
 
         let req = session.req_header();
@@ -147,10 +178,7 @@ impl ProxyHttp for Gateway {
             Ok(host) => host,
             Err(_) => {
                 let e = RouteError::MalformedHost(HostError::InvalidCharacter);
-                Problem::for_route(&e)
-                    .respond(session, &ctx.request_id)
-                    .await?;
-                return Ok(true);
+                return self.refuse(session, ctx, Problem::for_route(&e)).await;
             }
         };
         let trusted_tenant = if ctx.trusted {
@@ -167,10 +195,12 @@ impl ProxyHttp for Gateway {
         let decision = match loaded.table.resolve(&route, loaded.region) {
             Ok(d) => d,
             Err(e) => {
-                Problem::for_route(&e)
-                    .respond(session, &ctx.request_id)
-                    .await?;
-                return Ok(true);
+                if let RouteError::Suspended { tenant } | RouteError::TargetOffline { tenant } = e {
+                    // For the log and metrics; never shown to the client.
+                    ctx.tenant = tenant;
+                    ctx.table = Some(loaded.clone());
+                }
+                return self.refuse(session, ctx, Problem::for_route(&e)).await;
             }
         };
         ctx.idempotent = is_idempotent(method);
@@ -186,13 +216,10 @@ impl ProxyHttp for Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|len| len > decision.tenant.plan().max_body_bytes);
+        ctx.table = Some(loaded.clone());
         if too_large {
-            Problem::BODY_TOO_LARGE
-                .respond(session, &ctx.request_id)
-                .await?;
-            return Ok(true);
+            return self.refuse(session, ctx, Problem::BODY_TOO_LARGE).await;
         }
-        ctx.table = Some(loaded);
         Ok(false)
     }
 
@@ -218,6 +245,7 @@ impl ProxyHttp for Gateway {
             None => pick(pool, self.next_backend.fetch_add(1, Ordering::Relaxed)),
         };
         ctx.backend = Some(index);
+        ctx.upstream_started = Some(Instant::now());
         let addr: SocketAddr = pool.backends[index].addr.parse().or_err(
             ErrorType::ConnectNoRoute,
             "backend address is not an IP address and port",
@@ -311,6 +339,20 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(started) = ctx.upstream_started {
+            let elapsed = started.elapsed();
+            ctx.upstream_time = Some(elapsed);
+            self.metrics.upstream(elapsed);
+        }
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -352,6 +394,7 @@ impl ProxyHttp for Gateway {
             };
         }
         let problem = Problem::for_proxy_error(e);
+        ctx.problem = Some(problem.kind);
         if ctx.request_id.is_empty() {
             ctx.request_id = request_id::generate();
         }
@@ -361,5 +404,56 @@ impl ProxyHttp for Gateway {
             error_code: problem.status,
             can_reuse_downstream: false,
         }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
+        let tenant = ctx.table.as_ref().and_then(|l| l.table.tenant(ctx.tenant));
+        let target = tenant.map(|t| t.target());
+        let target_label = match target {
+            Some(t) if t.kind == TargetKind::Shard => t.id.as_str(),
+            Some(_) => "dedicated",
+            None => "none",
+        };
+        let decision = match ctx.locality {
+            Some(Locality::Local) => "local",
+            Some(Locality::CrossRegion) => "cross_region",
+            None => "none",
+        };
+        self.metrics
+            .request(status, target_label, decision, elapsed);
+        if let Some(kind) = ctx.problem {
+            self.metrics.error(kind.as_str());
+        }
+        if !self.access_log {
+            return;
+        }
+        let upstream_addr = match (ctx.pool_region, ctx.backend, tenant) {
+            (Some(region), Some(i), Some(t)) => t
+                .target()
+                .pool(region)
+                .and_then(|p| p.backends.get(i))
+                .map(|b| &*b.addr),
+            _ => None,
+        };
+        let req = session.req_header();
+        // The path only: query strings may carry tokens.
+        let line = serde_json::json!({
+            "request_id": ctx.request_id,
+            "tenant_id": tenant.map(|t| t.id()),
+            "target": target.map(|t| t.id.as_str()),
+            "decision": decision,
+            "method": req.method.as_str(),
+            "path": req.uri.path(),
+            "status": status,
+            "bytes": session.body_bytes_sent(),
+            "duration_ms": elapsed.as_secs_f64() * 1e3,
+            "upstream_ms": ctx.upstream_time.map(|d| d.as_secs_f64() * 1e3),
+            "upstream": upstream_addr,
+            "error": ctx.problem.map(Kind::as_str),
+        });
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
     }
 }

@@ -8,7 +8,12 @@ use pingora::prelude::*;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
 
+use pingora::apps::http_app::HttpServer;
+use pingora::services::listening::Service;
+
+use crate::admin::Admin;
 use crate::config::{Config, Source};
+use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::snapshot_watch::SnapshotWatcher;
 use crate::state::RoutingState;
@@ -38,13 +43,15 @@ pub fn new_server(config: &Config, upgrade: bool) -> Server {
     server
 }
 
-/// Adds the gateway's services to `server`: the proxy on its listeners and
-/// the snapshot watcher.
-pub fn build(server: &mut Server, config: &Config, state: Arc<RoutingState>) {
+/// Adds the gateway's services to `server`: the proxy on its listeners,
+/// the admin listener and the snapshot watcher.
+pub fn build(server: &mut Server, config: &Config, state: Arc<RoutingState>, metrics: Metrics) {
     let gateway = Gateway::new(
         state.clone(),
         config.trusted_proxies.clone(),
         config.upstream.clone(),
+        metrics.clone(),
+        config.access_log,
     );
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");
@@ -52,8 +59,16 @@ pub fn build(server: &mut Server, config: &Config, state: Arc<RoutingState>) {
         proxy.add_tcp(&addr.to_string());
     }
     server.add_service(proxy);
+
+    let mut admin = Service::new(
+        "admin".to_owned(),
+        HttpServer::new_app(Admin::new(state.clone(), metrics.clone())),
+    );
+    admin.add_tcp(&config.admin_listen.to_string());
+    server.add_service(admin);
+
     if let Source::File { path } = &config.source {
-        let watcher = SnapshotWatcher::new(path.clone(), config.clone(), state);
+        let watcher = SnapshotWatcher::new(path.clone(), config.clone(), state, metrics);
         server.add_service(background_service("snapshot watcher", watcher));
     }
 }

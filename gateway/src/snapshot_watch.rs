@@ -16,6 +16,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::snapshot_file;
 use crate::state::RoutingState;
 
@@ -45,15 +46,17 @@ pub struct SnapshotWatcher {
     path: PathBuf,
     config: Config,
     state: Arc<RoutingState>,
+    metrics: Metrics,
 }
 
 impl SnapshotWatcher {
     /// Watches `path`, loading accepted versions into `state`.
-    pub fn new(path: PathBuf, config: Config, state: Arc<RoutingState>) -> Self {
+    pub fn new(path: PathBuf, config: Config, state: Arc<RoutingState>, metrics: Metrics) -> Self {
         Self {
             path,
             config,
             state,
+            metrics,
         }
     }
 }
@@ -81,6 +84,7 @@ impl BackgroundService for SnapshotWatcher {
             match loaded {
                 Ok(Ok(loaded)) => {
                     let version = loaded.table.version();
+                    self.metrics.snapshot_accepted(&loaded);
                     self.state.replace(loaded);
                     eprintln!(
                         "gateway: routing snapshot version {version} loaded from {}",
@@ -88,6 +92,7 @@ impl BackgroundService for SnapshotWatcher {
                     );
                 }
                 Ok(Err(rejected)) => {
+                    self.metrics.snapshot_rejected();
                     eprintln!(
                         "gateway: {rejected}\ngateway: keeping snapshot version {:?}",
                         self.state.version()

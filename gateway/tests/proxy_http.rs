@@ -1,9 +1,10 @@
 //! The real `gateway` binary proxying plain HTTP to real upstreams.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use testkit::Upstream;
@@ -21,6 +22,10 @@ fn free_port() -> u16 {
 struct Gateway {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
+    /// Lines the gateway wrote to stdout (the access log), drained by a
+    /// thread so the pipe never fills.
+    stdout: Arc<Mutex<Vec<String>>>,
     snapshot: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -58,11 +63,20 @@ pid_file = "gateway.pid"
         );
         let config_path = dir.path().join("gateway.toml");
         std::fs::write(&config_path, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
             .args(["--config", config_path.to_str().unwrap()])
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let pipe = child.stdout.take().unwrap();
+        let lines = stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
         let addr: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(addr).is_err() {
@@ -72,6 +86,8 @@ pid_file = "gateway.pid"
         Gateway {
             child,
             addr,
+            admin: format!("127.0.0.1:{admin}").parse().unwrap(),
+            stdout,
             snapshot: snapshot_path,
             _dir: dir,
         }
@@ -416,4 +432,105 @@ fn snapshot_changes_apply_without_restart_and_a_broken_one_is_ignored() {
         200
     );
     assert_eq!(s.b.request_count(), before + 1);
+}
+
+#[test]
+fn admin_listener_reports_health_readiness_metrics_and_routes() {
+    let s = stack("");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(s.gateway.admin).is_err() {
+        assert!(Instant::now() < deadline, "admin listener did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let admin = s.gateway.admin;
+    assert_eq!(get(admin, "localhost", "/healthz").status, 200);
+    let ready = get(admin, "localhost", "/readyz");
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["snapshot_version"], 1);
+
+    let route = get(
+        admin,
+        "localhost",
+        "/debug/route?host=ACME.app.example.test&method=post&path=/x",
+    );
+    assert_eq!(route.status, 200, "{route:?}");
+    let body = route.json();
+    assert_eq!(body["routed"], true);
+    assert_eq!(body["tenant"]["id"], "t-acme");
+    assert_eq!(body["method"], "POST");
+    assert_eq!(body["backends"][0], s.a.addr().to_string());
+    assert!(body["steps"].as_array().unwrap().len() >= 3, "{body}");
+    assert_eq!(get(admin, "localhost", "/debug/route").status, 400);
+
+    assert_eq!(
+        get(s.gateway.addr, "acme.app.example.test", "/").status,
+        200
+    );
+    assert_eq!(
+        get(s.gateway.addr, "globex.app.example.test", "/").status,
+        200
+    );
+    assert_eq!(
+        get(s.gateway.addr, "nobody.app.example.test", "/").status,
+        404
+    );
+    let metrics = get(admin, "localhost", "/metrics").body;
+    for expected in [
+        "switchyard_gateway_requests_total{decision=\"local\",status_class=\"2xx\",target=\"shard-a\"} 1",
+        "switchyard_gateway_requests_total{decision=\"local\",status_class=\"2xx\",target=\"dedicated\"} 1",
+        "switchyard_gateway_requests_total{decision=\"none\",status_class=\"4xx\",target=\"none\"} 1",
+        "switchyard_gateway_errors_total{kind=\"user\"} 1",
+        "switchyard_gateway_snapshot_version 1",
+        "switchyard_gateway_tenants 4",
+        "switchyard_gateway_upstream_duration_seconds_count 2",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected:?} in:\n{metrics}"
+        );
+    }
+    // No label names a tenant.
+    assert!(
+        !metrics.contains("t-acme") && !metrics.contains("globex"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn access_log_has_one_json_line_per_request_and_never_the_query() {
+    let s = stack("");
+    let r = get(
+        s.gateway.addr,
+        "acme.app.example.test",
+        "/orders?token=hunter2",
+    );
+    assert_eq!(r.status, 200);
+    let id = r.header("x-request-id").unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let found = s
+            .gateway
+            .stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(&id))
+            .cloned();
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "no access log line for {id}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!line.contains("hunter2"), "{line}");
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(entry["tenant_id"], "t-acme");
+    assert_eq!(entry["target"], "shard-a");
+    assert_eq!(entry["decision"], "local");
+    assert_eq!(entry["method"], "GET");
+    assert_eq!(entry["path"], "/orders");
+    assert_eq!(entry["status"], 200);
+    assert_eq!(entry["upstream"], s.a.addr().to_string());
+    assert!(entry["bytes"].as_u64().unwrap() > 0);
+    assert!(entry["duration_ms"].as_f64().unwrap() >= entry["upstream_ms"].as_f64().unwrap());
 }

@@ -1,0 +1,190 @@
+//! The gateway's Prometheus metrics. Labels are bounded: status class,
+//! region decision, error kind, and the target only for shards (dedicated
+//! clusters are one per tenant, so they share the label `dedicated`). No
+//! label ever names a tenant.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::snapshot_file::LoadedTable;
+
+/// Every metric of one gateway process.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by status class, target and region decision.
+    requests: IntCounterVec,
+    /// Errors the gateway answered itself, by kind.
+    errors: IntCounterVec,
+    /// Time from request header to the end of the response, by status class.
+    request_duration: HistogramVec,
+    /// Time from choosing a backend to its response header.
+    upstream_duration: Histogram,
+    /// Snapshot reloads by result (accepted, rejected).
+    reloads: IntCounterVec,
+    snapshot_version: IntGauge,
+    tenants: IntGauge,
+    domains: IntGauge,
+}
+
+/// Latency buckets from 0.5 ms to 30 s.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    ///
+    /// # Panics
+    ///
+    /// Never in practice: names and labels are constants, checked by the
+    /// tests.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "switchyard_gateway_requests_total",
+                "Requests by status class, target and region decision",
+            ),
+            &["status_class", "target", "decision"],
+        )
+        .expect("valid metric");
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "switchyard_gateway_errors_total",
+                "Error responses the gateway produced, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "switchyard_gateway_request_duration_seconds",
+                "Request duration",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["status_class"],
+        )
+        .expect("valid metric");
+        let upstream_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "switchyard_gateway_upstream_duration_seconds",
+                "Time from choosing a backend to its response header",
+            )
+            .buckets(BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "switchyard_gateway_snapshot_reloads_total",
+                "Routing snapshot loads by result",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let snapshot_version = IntGauge::new(
+            "switchyard_gateway_snapshot_version",
+            "Version of the routing snapshot in force",
+        )
+        .expect("valid metric");
+        let tenants = IntGauge::new(
+            "switchyard_gateway_tenants",
+            "Tenants in the snapshot in force",
+        )
+        .expect("valid metric");
+        let domains = IntGauge::new(
+            "switchyard_gateway_custom_domains",
+            "Routable custom domains in the snapshot in force",
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(errors.clone()),
+            Box::new(request_duration.clone()),
+            Box::new(upstream_duration.clone()),
+            Box::new(reloads.clone()),
+            Box::new(snapshot_version.clone()),
+            Box::new(tenants.clone()),
+            Box::new(domains.clone()),
+        ] {
+            registry.register(c).expect("unique metric names");
+        }
+        Self {
+            registry,
+            requests,
+            errors,
+            request_duration,
+            upstream_duration,
+            reloads,
+            snapshot_version,
+            tenants,
+            domains,
+        }
+    }
+
+    /// Records a finished request.
+    pub fn request(&self, status: u16, target: &str, decision: &str, duration: Duration) {
+        let class = status_class(status);
+        self.requests
+            .with_label_values(&[class, target, decision])
+            .inc();
+        self.request_duration
+            .with_label_values(&[class])
+            .observe(duration.as_secs_f64());
+    }
+
+    /// Records an error response the gateway produced.
+    pub fn error(&self, kind: &str) {
+        self.errors.with_label_values(&[kind]).inc();
+    }
+
+    /// Records an upstream's time to response header.
+    pub fn upstream(&self, duration: Duration) {
+        self.upstream_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Records an accepted snapshot and its size.
+    pub fn snapshot_accepted(&self, loaded: &LoadedTable) {
+        self.reloads.with_label_values(&["accepted"]).inc();
+        self.snapshot_version
+            .set(i64::try_from(loaded.table.version()).unwrap_or(i64::MAX));
+        self.tenants
+            .set(i64::try_from(loaded.table.tenant_count()).unwrap_or(i64::MAX));
+        self.domains
+            .set(i64::try_from(loaded.table.domain_count()).unwrap_or(i64::MAX));
+    }
+
+    /// Records a rejected snapshot.
+    pub fn snapshot_rejected(&self) {
+        self.reloads.with_label_values(&["rejected"]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
