@@ -8,6 +8,7 @@ use clap::Parser;
 
 use std::sync::Arc;
 
+use crate::cert_store::{CertStore, load_pair};
 use crate::check::check;
 use crate::config::{Config, Source};
 use crate::metrics::Metrics;
@@ -80,12 +81,28 @@ pub fn main() -> ExitCode {
 
 /// Loads the first snapshot and runs the gateway until it is stopped.
 fn serve(config: &Config, upgrade: bool) -> ExitCode {
-    if config.https_listen.is_some() {
-        eprintln!(
-            "gateway: gateway.https_listen: TLS serving is not built yet (issue 3 in progress); \
-             remove it to serve plain HTTP"
-        );
-        return ExitCode::from(EXIT_CONFIG);
+    let certs = Arc::new(CertStore::default());
+    if let Some(tls) = &config.tls {
+        if let Some((cert, key)) = &tls.default_cert {
+            match load_pair(cert, key) {
+                Ok(pair) => certs.set_default(pair),
+                Err(e) => {
+                    eprintln!("gateway: tls.default_cert: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+        }
+        if let Some(dir) = &tls.cert_dir {
+            let report = certs.scan(dir);
+            for e in &report.errors {
+                eprintln!("gateway: certificate not loaded: {e}");
+            }
+            eprintln!(
+                "gateway: {} host certificate(s) loaded from {}",
+                certs.len(),
+                dir.display()
+            );
+        }
     }
     let state = Arc::new(RoutingState::default());
     let metrics = Metrics::new();
@@ -108,6 +125,9 @@ fn serve(config: &Config, upgrade: bool) -> ExitCode {
         }
     }
     let mut server = server::new_server(config, upgrade);
-    server::build(&mut server, config, state, metrics);
+    if let Err(e) = server::build(&mut server, config, state, metrics, certs) {
+        eprintln!("gateway: cannot set up the listeners: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     server.run_forever()
 }

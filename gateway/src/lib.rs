@@ -4,12 +4,13 @@
 //! limits and cache, and proxies to the tenant's shard or dedicated cluster
 //! in the right region.
 //!
-//! Built so far: the configuration and `gateway --check`; plain-HTTP
-//! proxying from a watched snapshot file with tenant resolution, upstream
-//! headers, spoofed-header stripping, problem+json errors and one retry of
-//! idempotent requests on another backend. Still to come in issue 3: TLS by
-//! SNI, health checks and the circuit breaker, the admin listener and
-//! metrics, the access log.
+//! Built so far: the configuration and `gateway --check`; HTTP and HTTPS
+//! listeners (rustls, certificates chosen by SNI and hot-reloaded, 421 when
+//! the SNI names another tenant); tenant resolution from a watched snapshot
+//! file; upstream headers and spoofed-header stripping; problem+json errors;
+//! one retry of idempotent requests on another backend; the admin listener,
+//! Prometheus metrics and the JSON access log. Still to come in issue 3:
+//! health checks and the circuit breaker, and the local stack.
 //!
 //! # Layout
 //!
@@ -18,6 +19,8 @@
 //! - [`check`]: `gateway --check`.
 //! - [`state`]: the routing table in force, swapped atomically.
 //! - [`snapshot_watch`]: reloading the snapshot file when it changes.
+//! - [`cert_store`]: TLS certificates chosen by SNI, reloaded from a directory.
+//! - [`tls`]: the HTTPS listener's settings and the certificate watcher.
 //! - [`proxy`]: the Pingora `ProxyHttp` phases, thin over the router.
 //! - [`problem`]: every error response, as problem+json, in one place.
 //! - [`metrics`]: Prometheus metrics, with bounded labels.
@@ -27,6 +30,7 @@
 //! - [`cli`]: flags and exit statuses; `main.rs` is a shim over it.
 
 pub mod admin;
+pub mod cert_store;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -38,3 +42,4 @@ pub mod server;
 pub mod snapshot_file;
 pub mod snapshot_watch;
 pub mod state;
+pub mod tls;

@@ -117,6 +117,16 @@ impl Problem {
         Kind::User,
     );
 
+    /// The TLS connection was opened (SNI) for another tenant than the
+    /// request's Host names.
+    pub const MISDIRECTED: Self = Self::new(
+        421,
+        "misdirected-request",
+        "Misdirected Request",
+        "This connection was opened for another site; open a new one for this host.",
+        Kind::User,
+    );
+
     /// The gateway has no routing snapshot yet.
     pub const NOT_READY: Self = Self {
         retry_after: Some(5),

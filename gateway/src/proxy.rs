@@ -35,6 +35,7 @@ use crate::problem::{Kind, Problem};
 use crate::request_id;
 use crate::snapshot_file::LoadedTable;
 use crate::state::RoutingState;
+use crate::tls::Sni;
 
 /// The proxy service's shared state.
 #[derive(Debug)]
@@ -203,6 +204,19 @@ impl ProxyHttp for Gateway {
                 return self.refuse(session, ctx, Problem::for_route(&e)).await;
             }
         };
+        // A connection opened for one tenant must not carry another's
+        // requests: its certificate vouched for the SNI name only.
+        let sni = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|d| d.extension.get::<Sni>())
+            .and_then(|s| s.0.as_deref());
+        let misdirected = sni.is_some_and(|sni| {
+            matches!(loaded.table.tenant_for_host(sni), Ok(Some(owner)) if owner.index() != decision.tenant.index())
+        });
+        if misdirected {
+            return self.refuse(session, ctx, Problem::MISDIRECTED).await;
+        }
         ctx.idempotent = is_idempotent(method);
         ctx.tenant = decision.tenant.index();
         ctx.locality = Some(decision.locality);

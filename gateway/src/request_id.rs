@@ -1,7 +1,7 @@
 //! Request ids: kept when the client sent a valid one, else generated.
 //!
-//! A generated id is 32 hex digits: a random per-process prefix and a
-//! counter mixed through SplitMix64, so ids are unique within a process,
+//! A generated id is 32 hex digits: a random per-process prefix, then a
+//! counter mixed with the seed through SplitMix64, so ids are unique within a process,
 //! unpredictable across processes, and cost no system call or lock.
 
 use std::collections::hash_map::RandomState;
@@ -34,7 +34,7 @@ pub fn generate() -> String {
     format!(
         "{:016x}{:016x}",
         splitmix(seed),
-        splitmix(seed ^ n.rotate_left(32) ^ n)
+        splitmix(seed ^ splitmix(n))
     )
 }
 

@@ -12,11 +12,13 @@ use pingora::apps::http_app::HttpServer;
 use pingora::services::listening::Service;
 
 use crate::admin::Admin;
+use crate::cert_store::CertStore;
 use crate::config::{Config, Source};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::snapshot_watch::SnapshotWatcher;
 use crate::state::RoutingState;
+use crate::tls::{self, CertWatcher};
 
 /// Pingora's server settings derived from the gateway's config.
 pub fn server_conf(config: &Config) -> ServerConf {
@@ -45,7 +47,17 @@ pub fn new_server(config: &Config, upgrade: bool) -> Server {
 
 /// Adds the gateway's services to `server`: the proxy on its listeners,
 /// the admin listener and the snapshot watcher.
-pub fn build(server: &mut Server, config: &Config, state: Arc<RoutingState>, metrics: Metrics) {
+///
+/// # Errors
+///
+/// When the TLS listener cannot be set up.
+pub fn build(
+    server: &mut Server,
+    config: &Config,
+    state: Arc<RoutingState>,
+    metrics: Metrics,
+    certs: Arc<CertStore>,
+) -> pingora::Result<()> {
     let gateway = Gateway::new(
         state.clone(),
         config.trusted_proxies.clone(),
@@ -57,6 +69,15 @@ pub fn build(server: &mut Server, config: &Config, state: Arc<RoutingState>, met
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");
     if let Some(addr) = config.http_listen {
         proxy.add_tcp(&addr.to_string());
+    }
+    if let Some(addr) = config.https_listen {
+        proxy.add_tls_with_settings(&addr.to_string(), None, tls::settings(certs.clone())?);
+        if let Some(dir) = config.tls.as_ref().and_then(|t| t.cert_dir.clone()) {
+            server.add_service(background_service(
+                "certificate watcher",
+                CertWatcher::new(dir, certs),
+            ));
+        }
     }
     server.add_service(proxy);
 
@@ -71,4 +92,5 @@ pub fn build(server: &mut Server, config: &Config, state: Arc<RoutingState>, met
         let watcher = SnapshotWatcher::new(path.clone(), config.clone(), state, metrics);
         server.add_service(background_service("snapshot watcher", watcher));
     }
+    Ok(())
 }

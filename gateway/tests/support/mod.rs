@@ -1,0 +1,164 @@
+//! The real `gateway` binary in a temp dir, and a small HTTP/1.1 client.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running gateway process with its config and snapshot in a temp dir.
+pub struct Gateway {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    /// Lines the gateway wrote to stdout (the access log), drained by a
+    /// thread so the pipe never fills.
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub snapshot: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Starts a gateway on `snapshot`; `extra` is added to `[gateway]`.
+    pub fn start(snapshot: &str, extra: &str) -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), snapshot, extra, "")
+    }
+
+    /// Starts a gateway whose files live in `dir`; `extra` is added to
+    /// `[gateway]` and `sections` after the config's own sections.
+    pub fn start_in(dir: tempfile::TempDir, snapshot: &str, extra: &str, sections: &str) -> Self {
+        let http = free_port();
+        let admin = free_port();
+        let snapshot_path = dir.path().join("routing.toml");
+        std::fs::write(&snapshot_path, snapshot).unwrap();
+        let config = format!(
+            r#"
+[gateway]
+region = "eu-west"
+http_listen = "127.0.0.1:{http}"
+admin_listen = "127.0.0.1:{admin}"
+base_domains = ["app.example.test"]
+{extra}
+
+[source]
+kind = "file"
+path = "routing.toml"
+
+[upstream]
+connect_timeout_ms = 500
+read_timeout_ms = 1000
+
+[shutdown]
+grace_period_secs = 0
+graceful_shutdown_timeout_secs = 1
+upgrade_sock = "upgrade.sock"
+pid_file = "gateway.pid"
+
+{sections}
+"#
+        );
+        let config_path = dir.path().join("gateway.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["--config", config_path.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let pipe = child.stdout.take().unwrap();
+        let lines = stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "gateway did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Gateway {
+            child,
+            addr,
+            admin: format!("127.0.0.1:{admin}").parse().unwrap(),
+            stdout,
+            snapshot: snapshot_path,
+            dir,
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// Sends one request over a fresh connection; `head` is the request line
+/// and headers without the final blank line.
+pub fn send(addr: SocketAddr, head: &str) -> Response {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    send_on(stream, head)
+}
+
+/// Sends one request on `stream` and reads the response to the end.
+pub fn send_on(mut stream: impl Read + Write, head: &str) -> Response {
+    write!(stream, "{head}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+pub fn get(addr: SocketAddr, host: &str, path: &str) -> Response {
+    send(addr, &format!("GET {path} HTTP/1.1\r\nHost: {host}"))
+}

@@ -1,0 +1,244 @@
+//! HTTPS: certificates chosen by SNI, verified against a test CA by a real
+//! rustls client; unknown SNI; 421; certificates hot-loaded; ALPN.
+
+mod support;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use support::{Gateway, Response, free_port, send_on};
+use testkit::Upstream;
+
+/// A throwaway certificate authority.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    der: CertificateDer<'static>,
+}
+
+impl Ca {
+    fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            der: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// Writes `<file_stem>.crt` and `.key` for `names` into `dir`; returns
+    /// the certificate's DER.
+    fn issue(&self, dir: &Path, file_stem: &str, names: &[&str]) -> CertificateDer<'static> {
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        std::fs::write(dir.join(format!("{file_stem}.crt")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{file_stem}.key")), key.serialize_pem()).unwrap();
+        cert.der().clone()
+    }
+
+    fn client(&self, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.der.clone()).unwrap();
+        let mut config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+}
+
+const SNAPSHOT: &str = r#"
+version = 1
+regions = [{ name = "eu-west" }]
+plans = [{ name = "p", rate_per_sec = 100, burst = 100, max_body_bytes = 1024 }]
+
+[[targets]]
+id = "shard-a"
+kind = "shard"
+region = "eu-west"
+pools = { eu-west = ["UPSTREAM"] }
+
+[[tenants]]
+id = "t-acme"
+slug = "acme"
+plan = "p"
+region = "eu-west"
+target = "shard-a"
+
+[[tenants]]
+id = "t-globex"
+slug = "globex"
+plan = "p"
+region = "eu-west"
+target = "shard-a"
+domains = ["erp.globex.example"]
+"#;
+
+struct Tls {
+    ca: Ca,
+    gateway: Gateway,
+    https: SocketAddr,
+    default_der: Option<CertificateDer<'static>>,
+    globex_der: CertificateDer<'static>,
+    _upstream: Upstream,
+}
+
+fn start(with_default: bool) -> Tls {
+    let upstream = Upstream::echo("shard-a").unwrap();
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::create_dir(&hosts).unwrap();
+    let globex_der = ca.issue(&hosts, "erp.globex.example", &["erp.globex.example"]);
+    let default_der =
+        with_default.then(|| ca.issue(dir.path(), "wildcard", &["*.app.example.test"]));
+    let https = free_port();
+    let default_keys = if with_default {
+        "default_cert = \"wildcard.crt\"\ndefault_key = \"wildcard.key\"\n"
+    } else {
+        ""
+    };
+    let snapshot = SNAPSHOT.replace("UPSTREAM", &upstream.addr().to_string());
+    let gateway = Gateway::start_in(
+        dir,
+        &snapshot,
+        &format!("https_listen = \"127.0.0.1:{https}\""),
+        &format!("[tls]\n{default_keys}cert_dir = \"hosts\"\n"),
+    );
+    Tls {
+        ca,
+        gateway,
+        https: format!("127.0.0.1:{https}").parse().unwrap(),
+        default_der,
+        globex_der,
+        _upstream: upstream,
+    }
+}
+
+/// Opens a TLS connection with `sni`; returns the stream after the
+/// handshake, or the handshake error.
+fn connect(
+    tls: &Tls,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> Result<StreamOwned<ClientConnection, TcpStream>, std::io::Error> {
+    let tcp = TcpStream::connect(tls.https)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let name = ServerName::try_from(sni.to_owned()).unwrap();
+    let conn = ClientConnection::new(tls.ca.client(alpn), name).unwrap();
+    let mut stream = StreamOwned::new(conn, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(stream)
+}
+
+fn request(tls: &Tls, sni: &str, host: &str) -> (CertificateDer<'static>, Response) {
+    let stream = connect(tls, sni, &[]).expect("handshake");
+    let served = stream.conn.peer_certificates().unwrap()[0].clone();
+    let response = send_on(stream, &format!("GET / HTTP/1.1\r\nHost: {host}"));
+    (served, response)
+}
+
+#[test]
+fn each_sni_name_gets_its_own_certificate_verified_by_the_ca() {
+    let tls = start(true);
+    let (served, r) = request(&tls, "erp.globex.example", "erp.globex.example");
+    assert_eq!(served, tls.globex_der);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.json()["headers"]["x-forwarded-proto"],
+        "https",
+        "{}",
+        r.body
+    );
+    assert_eq!(r.json()["headers"]["x-tenant-id"], "t-globex");
+
+    // A platform subdomain has no certificate of its own: the default.
+    let (served, r) = request(&tls, "acme.app.example.test", "acme.app.example.test");
+    assert_eq!(Some(served), tls.default_der);
+    assert_eq!(r.json()["headers"]["x-tenant-id"], "t-acme");
+}
+
+#[test]
+fn an_unknown_sni_without_a_default_certificate_fails_the_handshake() {
+    let tls = start(false);
+    for sni in ["unknown.example", "acme.app.example.test"] {
+        let err = connect(&tls, sni, &[]).err();
+        assert!(
+            err.is_some(),
+            "{sni}: handshake succeeded without a certificate for it"
+        );
+    }
+    // The tenant that has one still gets it.
+    let (served, _) = request(&tls, "erp.globex.example", "erp.globex.example");
+    assert_eq!(served, tls.globex_der);
+}
+
+#[test]
+fn a_request_for_another_tenant_than_the_sni_names_is_421() {
+    let tls = start(true);
+    let (_, r) = request(&tls, "erp.globex.example", "acme.app.example.test");
+    assert_eq!(r.status, 421, "{r:?}");
+    assert_eq!(
+        r.json()["type"],
+        "https://switchyard.dev/problems/misdirected-request"
+    );
+    // The same tenant under another of its names is fine.
+    let (_, r) = request(&tls, "erp.globex.example", "globex.app.example.test");
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+#[test]
+fn a_new_certificate_is_served_without_restart_and_a_removed_one_is_dropped() {
+    let tls = start(false);
+    let hosts = tls.gateway.dir.path().join("hosts");
+    assert!(connect(&tls, "acme.app.example.test", &[]).is_err());
+
+    let issued = tls
+        .ca
+        .issue(&hosts, "acme.app.example.test", &["acme.app.example.test"]);
+    let published = Instant::now();
+    let served = loop {
+        if let Ok(stream) = connect(&tls, "acme.app.example.test", &[]) {
+            break stream.conn.peer_certificates().unwrap()[0].clone();
+        }
+        assert!(
+            published.elapsed() < Duration::from_secs(10),
+            "new certificate not served"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    assert_eq!(served, issued);
+
+    std::fs::remove_file(hosts.join("acme.app.example.test.crt")).unwrap();
+    let removed = Instant::now();
+    while connect(&tls, "acme.app.example.test", &[]).is_ok() {
+        assert!(
+            removed.elapsed() < Duration::from_secs(10),
+            "removed certificate still served"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn alpn_offers_h2_and_http_1_1() {
+    let tls = start(true);
+    let stream = connect(&tls, "erp.globex.example", &[b"h2", b"http/1.1"]).unwrap();
+    assert_eq!(stream.conn.alpn_protocol(), Some(&b"h2"[..]));
+    let stream = connect(&tls, "erp.globex.example", &[b"http/1.1"]).unwrap();
+    assert_eq!(stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+}
