@@ -13,6 +13,7 @@ use crate::check::check;
 use crate::config::{Config, Source};
 use crate::metrics::Metrics;
 use crate::state::RoutingState;
+use crate::upstreams::Upstreams;
 use crate::{server, snapshot_file};
 
 /// Bad command-line usage.
@@ -106,9 +107,13 @@ fn serve(config: &Config, upgrade: bool) -> ExitCode {
     }
     let state = Arc::new(RoutingState::default());
     let metrics = Metrics::new();
+    let upstreams = Arc::new(Upstreams::new(config.upstream.clone()));
     match &config.source {
         Source::File { path } => match snapshot_file::load(path, config) {
-            Ok(loaded) => {
+            Ok(mut loaded) => {
+                for p in upstreams.attach(&mut loaded) {
+                    eprintln!("gateway: {p}");
+                }
                 metrics.snapshot_accepted(&loaded);
                 state.replace(loaded);
             }
@@ -125,7 +130,7 @@ fn serve(config: &Config, upgrade: bool) -> ExitCode {
         }
     }
     let mut server = server::new_server(config, upgrade);
-    if let Err(e) = server::build(&mut server, config, state, metrics, certs) {
+    if let Err(e) = server::build(&mut server, config, state, metrics, certs, upstreams) {
         eprintln!("gateway: cannot set up the listeners: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }

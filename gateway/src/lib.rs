@@ -8,9 +8,9 @@
 //! listeners (rustls, certificates chosen by SNI and hot-reloaded, 421 when
 //! the SNI names another tenant); tenant resolution from a watched snapshot
 //! file; upstream headers and spoofed-header stripping; problem+json errors;
-//! one retry of idempotent requests on another backend; the admin listener,
-//! Prometheus metrics and the JSON access log. Still to come in issue 3:
-//! health checks and the circuit breaker, and the local stack.
+//! a load balancer per pool with one shared health check and a circuit
+//! breaker per backend, and one retry of idempotent requests on another
+//! backend; the admin listener, Prometheus metrics and the JSON access log.
 //!
 //! # Layout
 //!
@@ -21,6 +21,7 @@
 //! - [`snapshot_watch`]: reloading the snapshot file when it changes.
 //! - [`cert_store`]: TLS certificates chosen by SNI, reloaded from a directory.
 //! - [`tls`]: the HTTPS listener's settings and the certificate watcher.
+//! - [`upstreams`]: pool load balancers, the shared health check, circuit breakers.
 //! - [`proxy`]: the Pingora `ProxyHttp` phases, thin over the router.
 //! - [`problem`]: every error response, as problem+json, in one place.
 //! - [`metrics`]: Prometheus metrics, with bounded labels.
@@ -43,3 +44,4 @@ pub mod snapshot_file;
 pub mod snapshot_watch;
 pub mod state;
 pub mod tls;
+pub mod upstreams;

@@ -142,6 +142,16 @@ impl Problem {
     /// The answer for an error Pingora reports while proxying.
     pub fn for_proxy_error(e: &Error) -> Self {
         match e.etype() {
+            ErrorType::HTTPStatus(503) => Self {
+                retry_after: Some(5),
+                ..Self::new(
+                    503,
+                    "no-healthy-upstream",
+                    "Service Unavailable",
+                    "The service is temporarily unavailable.",
+                    Kind::Upstream,
+                )
+            },
             ErrorType::HTTPStatus(code) if (400..500).contains(code) => Self::new(
                 400,
                 "bad-request",

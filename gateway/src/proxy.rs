@@ -19,7 +19,6 @@
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -27,7 +26,7 @@ use ipnet::IpNet;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
-use router::{HostError, Locality, Pool, RegionIdx, RouteError, RouteRequest, TargetKind};
+use router::{HostError, Locality, RegionIdx, RouteError, RouteRequest, TargetKind};
 
 use crate::config::UpstreamConfig;
 use crate::metrics::Metrics;
@@ -36,6 +35,7 @@ use crate::request_id;
 use crate::snapshot_file::LoadedTable;
 use crate::state::RoutingState;
 use crate::tls::Sni;
+use crate::upstreams::{Breaker, breaker_of, now_ms};
 
 /// The proxy service's shared state.
 #[derive(Debug)]
@@ -46,9 +46,6 @@ pub struct Gateway {
     trusted_proxies: Vec<IpNet>,
     /// Timeouts applied to every upstream connection.
     upstream: UpstreamConfig,
-    /// Round-robin position shared by all pools: cheap, and spreads each
-    /// pool's requests evenly over time.
-    next_backend: AtomicUsize,
     /// Request, error and upstream metrics.
     metrics: Metrics,
     /// Whether to write the JSON access log to stdout.
@@ -68,7 +65,6 @@ impl Gateway {
             state,
             trusted_proxies,
             upstream,
-            next_backend: AtomicUsize::new(0),
             metrics,
             access_log,
         }
@@ -110,8 +106,10 @@ pub struct RequestCtx {
     idempotent: bool,
     /// Connect failures retried so far.
     retries: u8,
-    /// Index of the backend last tried in the pool.
-    backend: Option<usize>,
+    /// The backend last tried.
+    backend: Option<SocketAddr>,
+    /// Its circuit breaker, told how the attempt went.
+    breaker: Option<Arc<Breaker>>,
     /// When the request header arrived.
     started: Option<Instant>,
     /// When the last backend was chosen.
@@ -129,19 +127,6 @@ fn is_idempotent(method: &str) -> bool {
         method,
         "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
     )
-}
-
-/// Picks a backend by weight, starting from `turn`.
-fn pick(pool: &Pool, turn: usize) -> usize {
-    let total: usize = pool.backends.iter().map(|b| b.weight as usize).sum();
-    let mut slot = turn % total.max(1);
-    for (i, b) in pool.backends.iter().enumerate() {
-        if slot < b.weight as usize {
-            return i;
-        }
-        slot -= b.weight as usize;
-    }
-    0
 }
 
 #[async_trait]
@@ -249,21 +234,40 @@ impl ProxyHttp for Gateway {
             .table
             .tenant(ctx.tenant)
             .or_err(ErrorType::InternalError, "routed tenant vanished")?;
-        let pool = tenant
-            .target()
-            .pool(region)
-            .or_err(ErrorType::InternalError, "decided pool vanished")?;
-        let index = match ctx.backend {
-            // A retry goes to the next backend, when there is one.
-            Some(last) => (last + 1) % pool.backends.len(),
-            None => pick(pool, self.next_backend.fetch_add(1, Ordering::Relaxed)),
+        let balancer = loaded
+            .balancers
+            .get(tenant.target_index(), usize::from(region.index()))
+            .or_err(ErrorType::InternalError, "decided pool has no balancer")?;
+        let now = now_ms();
+        let tried = ctx.backend;
+        // Healthy, circuit closed (or this request is its half-open probe),
+        // and on a retry not the backend that just failed.
+        let chosen = balancer.select_with(b"", 64, |b, healthy| {
+            healthy
+                && b.addr.as_inet() != tried.as_ref()
+                && breaker_of(b).is_none_or(|br| br.allow(now))
+        });
+        let chosen = match chosen {
+            Some(chosen) => chosen,
+            // The retry of a failed connect found no other backend: the
+            // client gets the connect failure (502), not "no backend" (503).
+            None if tried.is_some() => {
+                return Error::e_explain(ErrorType::ConnectError, "no other backend to retry on");
+            }
+            None => {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(503),
+                    "no healthy backend in the pool",
+                );
+            }
         };
-        ctx.backend = Some(index);
+        let addr = *chosen
+            .addr
+            .as_inet()
+            .or_err(ErrorType::InternalError, "backend is not an inet address")?;
+        ctx.backend = Some(addr);
+        ctx.breaker = breaker_of(&chosen).cloned();
         ctx.upstream_started = Some(Instant::now());
-        let addr: SocketAddr = pool.backends[index].addr.parse().or_err(
-            ErrorType::ConnectNoRoute,
-            "backend address is not an IP address and port",
-        )?;
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(self.upstream.connect_timeout);
         peer.options.read_timeout = Some(self.upstream.read_timeout);
@@ -364,6 +368,9 @@ impl ProxyHttp for Gateway {
             ctx.upstream_time = Some(elapsed);
             self.metrics.upstream(elapsed);
         }
+        if let Some(breaker) = &ctx.breaker {
+            breaker.success();
+        }
         Ok(())
     }
 
@@ -383,9 +390,38 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        if let Some(breaker) = &ctx.breaker {
+            breaker.failure(now_ms());
+        }
         if ctx.idempotent && ctx.retries == 0 {
             ctx.retries += 1;
             e.set_retry(true);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        // A broken or timed-out response counts against the backend.
+        if e.esource() == &ErrorSource::Upstream
+            && let Some(breaker) = &ctx.breaker
+        {
+            breaker.failure(now_ms());
+        }
+        // Pingora's own rule: only idempotent requests with their body
+        // still buffered may be retried on a fresh connection.
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
         }
         e
     }
@@ -443,14 +479,7 @@ impl ProxyHttp for Gateway {
         if !self.access_log {
             return;
         }
-        let upstream_addr = match (ctx.pool_region, ctx.backend, tenant) {
-            (Some(region), Some(i), Some(t)) => t
-                .target()
-                .pool(region)
-                .and_then(|p| p.backends.get(i))
-                .map(|b| &*b.addr),
-            _ => None,
-        };
+        let upstream_addr = ctx.backend.map(|a| a.to_string());
         let req = session.req_header();
         // The path only: query strings may carry tokens.
         let line = serde_json::json!({

@@ -19,6 +19,7 @@ use crate::proxy::Gateway;
 use crate::snapshot_watch::SnapshotWatcher;
 use crate::state::RoutingState;
 use crate::tls::{self, CertWatcher};
+use crate::upstreams::Upstreams;
 
 /// Pingora's server settings derived from the gateway's config.
 pub fn server_conf(config: &Config) -> ServerConf {
@@ -57,6 +58,7 @@ pub fn build(
     state: Arc<RoutingState>,
     metrics: Metrics,
     certs: Arc<CertStore>,
+    upstreams: Arc<Upstreams>,
 ) -> pingora::Result<()> {
     let gateway = Gateway::new(
         state.clone(),
@@ -87,9 +89,19 @@ pub fn build(
     );
     admin.add_tcp(&config.admin_listen.to_string());
     server.add_service(admin);
+    server.add_service(background_service(
+        "health checks",
+        upstreams.health_service(),
+    ));
 
     if let Source::File { path } = &config.source {
-        let watcher = SnapshotWatcher::new(path.clone(), config.clone(), state, metrics);
+        let watcher = SnapshotWatcher::new(
+            path.clone(),
+            config.clone(),
+            state,
+            metrics,
+            upstreams.clone(),
+        );
         server.add_service(background_service("snapshot watcher", watcher));
     }
     Ok(())

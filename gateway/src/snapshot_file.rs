@@ -8,6 +8,7 @@ use std::path::Path;
 use router::{BuildOptions, RegionIdx, RoutingTable, Snapshot};
 
 use crate::config::Config;
+use crate::upstreams::Balancers;
 
 /// A routing table and this gateway's region in it.
 #[derive(Debug)]
@@ -16,6 +17,8 @@ pub struct LoadedTable {
     pub table: RoutingTable,
     /// The gateway's region, resolved once per table.
     pub region: RegionIdx,
+    /// A load balancer per pool; empty until attached for serving.
+    pub balancers: Balancers,
 }
 
 /// Why a snapshot file cannot be used. Each string is one problem, ready
@@ -66,5 +69,9 @@ pub fn load(path: &Path, config: &Config) -> Result<LoadedTable, SnapshotRejecte
             config.path.display()
         )])
     })?;
-    Ok(LoadedTable { table, region })
+    Ok(LoadedTable {
+        table,
+        region,
+        balancers: Balancers::default(),
+    })
 }

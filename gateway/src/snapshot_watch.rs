@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::snapshot_file;
 use crate::state::RoutingState;
+use crate::upstreams::Upstreams;
 
 /// How often the file is looked at.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -47,16 +48,24 @@ pub struct SnapshotWatcher {
     config: Config,
     state: Arc<RoutingState>,
     metrics: Metrics,
+    upstreams: Arc<Upstreams>,
 }
 
 impl SnapshotWatcher {
     /// Watches `path`, loading accepted versions into `state`.
-    pub fn new(path: PathBuf, config: Config, state: Arc<RoutingState>, metrics: Metrics) -> Self {
+    pub fn new(
+        path: PathBuf,
+        config: Config,
+        state: Arc<RoutingState>,
+        metrics: Metrics,
+        upstreams: Arc<Upstreams>,
+    ) -> Self {
         Self {
             path,
             config,
             state,
             metrics,
+            upstreams,
         }
     }
 }
@@ -78,9 +87,16 @@ impl BackgroundService for SnapshotWatcher {
             seen = now;
             let path = self.path.clone();
             let config = self.config.clone();
+            let upstreams = self.upstreams.clone();
             // Building a large table takes a while: keep it off the runtime.
-            let loaded =
-                tokio::task::spawn_blocking(move || snapshot_file::load(&path, &config)).await;
+            let loaded = tokio::task::spawn_blocking(move || {
+                let mut loaded = snapshot_file::load(&path, &config)?;
+                for p in upstreams.attach(&mut loaded) {
+                    eprintln!("gateway: {p}");
+                }
+                Ok::<_, snapshot_file::SnapshotRejected>(loaded)
+            })
+            .await;
             match loaded {
                 Ok(Ok(loaded)) => {
                     let version = loaded.table.version();

@@ -205,26 +205,89 @@ fn a_valid_client_request_id_is_kept_and_a_bad_one_replaced() {
     assert_eq!(id.len(), 32, "{id}");
 }
 
-#[test]
-fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
-    let dead = free_port();
-    let slow = Upstream::builder()
-        .name("slow")
-        .delay(Duration::from_secs(3))
-        .start()
-        .unwrap();
-    let a = Upstream::echo("shard-a").unwrap();
-    let gateway = Gateway::start(
-        &snapshot(1, &format!("\"127.0.0.1:{dead}\""), &q(&slow), &q(&a)),
+/// `[upstream]` with health checks every `check_ms` and a breaker opening
+/// after `failures` for `open_ms`.
+fn upstream_section(check_ms: u64, failures: u32, open_ms: u64) -> String {
+    format!(
+        "[upstream]\nconnect_timeout_ms = 500\nread_timeout_ms = 1000\nhealth_check_interval_ms = {check_ms}\ncircuit_failures = {failures}\ncircuit_open_ms = {open_ms}\n"
+    )
+}
+
+fn start_with_pool(pool: &str, other: &Upstream, upstream: &str) -> Gateway {
+    Gateway::start_in(
+        tempfile::tempdir().unwrap(),
+        &snapshot(1, pool, &q(other), &q(other)),
         "",
+        upstream,
+    )
+}
+
+#[test]
+fn a_pool_without_a_healthy_backend_is_503_with_retry_after() {
+    let dead = free_port();
+    let other = Upstream::echo("other").unwrap();
+    let gateway = start_with_pool(
+        &format!("\"127.0.0.1:{dead}\""),
+        &other,
+        &upstream_section(100, 5, 10_000),
     );
-    let r = get(gateway.addr, "acme.app.example.test", "/");
-    assert_eq!(r.status, 502, "{r:?}");
+    // Until the first health check has run, a request may still try the
+    // backend and get the connect failure; after it, the pool is empty.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = get(gateway.addr, "acme.app.example.test", "/");
+        assert!(r.status == 502 || r.status == 503, "{r:?}");
+        if r.status == 503 {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead backend was never taken out"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(r.header("retry-after"), Some("5"));
+    assert_eq!(
+        r.json()["type"],
+        "https://switchyard.dev/problems/no-healthy-upstream"
+    );
     assert!(
         !r.body.contains(&dead.to_string()),
         "upstream address leaked: {}",
         r.body
     );
+}
+
+#[test]
+fn a_backend_dying_between_health_checks_is_a_502_and_a_slow_one_a_504() {
+    let up = Upstream::echo("shard-a").unwrap();
+    let slow = Upstream::builder()
+        .name("slow")
+        .delay(Duration::from_secs(3))
+        .start()
+        .unwrap();
+    // Health checks every minute: only the request itself finds out.
+    let gateway = Gateway::start_in(
+        tempfile::tempdir().unwrap(),
+        &snapshot(1, &q(&up), &q(&slow), &q(&slow)),
+        "",
+        &upstream_section(60_000, 100, 10_000),
+    );
+    assert_eq!(get(gateway.addr, "acme.app.example.test", "/").status, 200);
+    let addr = up.addr();
+    drop(up);
+    for head in [
+        "GET / HTTP/1.1\r\nHost: acme.app.example.test",
+        "POST / HTTP/1.1\r\nHost: acme.app.example.test\r\nContent-Length: 0",
+    ] {
+        let r = send(gateway.addr, head);
+        assert_eq!(r.status, 502, "{head}: {r:?}");
+        assert_eq!(
+            r.json()["type"],
+            "https://switchyard.dev/problems/bad-gateway"
+        );
+        assert!(!r.body.contains(&addr.port().to_string()), "{}", r.body);
+    }
     let r = get(gateway.addr, "initech.app.example.test", "/");
     assert_eq!(r.status, 504, "{r:?}");
     assert_eq!(
@@ -235,10 +298,13 @@ fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
 
 #[test]
 fn idempotent_requests_are_retried_once_on_another_backend() {
-    let dead = free_port();
-    let live = Upstream::echo("live").unwrap();
-    let pool = format!("\"127.0.0.1:{dead}\", {}", q(&live));
-    let gateway = Gateway::start(&snapshot(1, &pool, &q(&live), &q(&live)), "");
+    let a = Upstream::echo("a").unwrap();
+    let b = Upstream::echo("b").unwrap();
+    let pool = format!("{}, {}", q(&a), q(&b));
+    // No health checks and no breaker in the way: only the retry acts.
+    let gateway = start_with_pool(&pool, &b, &upstream_section(60_000, 1000, 10_000));
+    assert_eq!(get(gateway.addr, "acme.app.example.test", "/").status, 200);
+    drop(a);
     // Round robin sends every other request to the dead backend first.
     for _ in 0..6 {
         let r = get(gateway.addr, "acme.app.example.test", "/");
@@ -256,6 +322,68 @@ fn idempotent_requests_are_retried_once_on_another_backend() {
         .collect();
     assert!(statuses.contains(&502), "{statuses:?}");
     assert!(statuses.contains(&200), "{statuses:?}");
+}
+
+#[test]
+fn a_killed_backend_is_taken_out_and_comes_back_with_no_failed_get() {
+    let a = Upstream::echo("a").unwrap();
+    let b = Upstream::echo("b").unwrap();
+    let port = a.port();
+    let pool = format!("{}, {}", q(&a), q(&b));
+    let gateway = start_with_pool(&pool, &b, &upstream_section(100, 2, 300));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addr = gateway.addr;
+    let flag = stop.clone();
+    // A bounded request loop running through the whole outage.
+    let load = std::thread::spawn(move || {
+        let mut statuses = Vec::new();
+        for _ in 0..5_000 {
+            if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            statuses.push(get(addr, "acme.app.example.test", "/").status);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        statuses
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    drop(a);
+    std::thread::sleep(Duration::from_millis(800));
+    let b_before = b.request_count();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        b.request_count() > b_before,
+        "traffic stopped while a was down"
+    );
+
+    let back = Upstream::builder()
+        .name("a-again")
+        .port(port)
+        .start()
+        .unwrap();
+    let returned = Instant::now();
+    while back.request_count() == 0 {
+        assert!(
+            returned.elapsed() < Duration::from_secs(10),
+            "the returning backend got no traffic"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses = load.join().unwrap();
+    assert!(
+        statuses.len() > 50,
+        "the loop barely ran: {}",
+        statuses.len()
+    );
+    let failed: Vec<_> = statuses.iter().filter(|&&s| s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} GETs failed: {failed:?}",
+        failed.len(),
+        statuses.len()
+    );
 }
 
 #[test]

@@ -51,6 +51,13 @@ pub struct BuildOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RegionIdx(pub(crate) u16);
 
+impl RegionIdx {
+    /// Position in [`RoutingTable::regions`].
+    pub fn index(self) -> u16 {
+        self.0
+    }
+}
+
 /// A plan's limits, validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
@@ -296,6 +303,11 @@ impl<'t> TenantRef<'t> {
     /// Home region's name.
     pub fn region_name(&self) -> &'t RegionName {
         self.table.region_name(self.region())
+    }
+
+    /// Position of the tenant's target in [`RoutingTable::targets`].
+    pub fn target_index(&self) -> u32 {
+        self.rec().target
     }
 
     /// The shard or dedicated cluster holding the tenant's data.

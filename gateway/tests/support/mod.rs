@@ -42,6 +42,12 @@ impl Gateway {
         let admin = free_port();
         let snapshot_path = dir.path().join("routing.toml");
         std::fs::write(&snapshot_path, snapshot).unwrap();
+        // Tests may bring their own [upstream]; otherwise short timeouts.
+        let upstream = if sections.contains("[upstream]") {
+            ""
+        } else {
+            "[upstream]\nconnect_timeout_ms = 500\nread_timeout_ms = 1000\n"
+        };
         let config = format!(
             r#"
 [gateway]
@@ -55,9 +61,7 @@ base_domains = ["app.example.test"]
 kind = "file"
 path = "routing.toml"
 
-[upstream]
-connect_timeout_ms = 500
-read_timeout_ms = 1000
+{upstream}
 
 [shutdown]
 grace_period_secs = 0

@@ -48,9 +48,19 @@ pub struct UpstreamBuilder {
     reply: Reply,
     /// A status or header the builder could not parse, reported by `start`.
     invalid: Option<String>,
+    /// A fixed port, so a test can bring a "crashed" upstream back at the
+    /// same address; 0 (the default) lets the kernel choose.
+    port: u16,
 }
 
 impl UpstreamBuilder {
+    /// Listens on `127.0.0.1:port` instead of a port the kernel picks, e.g.
+    /// to restart an upstream where a proxy expects it.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
     /// Names the upstream (default `upstream`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -106,8 +116,13 @@ impl UpstreamBuilder {
                 reason,
             });
         }
-        let listener = StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .map_err(|source| TestkitError::io("binding an upstream to 127.0.0.1:0", source))?;
+        let listener =
+            StdTcpListener::bind((Ipv4Addr::LOCALHOST, self.port)).map_err(|source| {
+                TestkitError::io(
+                    format!("binding an upstream to 127.0.0.1:{}", self.port),
+                    source,
+                )
+            })?;
         let addr = listener
             .local_addr()
             .map_err(|source| TestkitError::io("reading the upstream's address", source))?;
@@ -182,6 +197,7 @@ impl Upstream {
             name: "upstream".to_owned(),
             reply: Reply::default(),
             invalid: None,
+            port: 0,
         }
     }
 

@@ -235,3 +235,25 @@ fn upstream_stops_listening_when_the_test_panics() {
         "{addr} still accepts connections"
     );
 }
+
+#[test]
+fn an_upstream_comes_back_on_the_same_port() {
+    let first = Upstream::echo("first").unwrap();
+    let port = first.port();
+    drop(first);
+    let again = Upstream::builder()
+        .name("again")
+        .port(port)
+        .start()
+        .unwrap();
+    assert_eq!(again.port(), port);
+    let mut stream = std::net::TcpStream::connect(again.addr()).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    assert!(response.contains("x-upstream: again"), "{response}");
+}
