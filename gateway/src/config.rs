@@ -116,9 +116,12 @@ pub struct UpstreamConfig {
 /// `[shutdown]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShutdownConfig {
-    /// After SIGTERM/SIGQUIT, how long listeners stay open before draining.
+    /// After SIGTERM (or SIGQUIT, once the sockets are handed over) no new
+    /// connection is accepted and requests in flight get this long to
+    /// finish; what is still running then is cut off.
     pub grace_period: Duration,
-    /// How long in-flight requests get to finish after that.
+    /// After the grace period, how long blocking background work gets to
+    /// stop before the process exits anyway.
     pub graceful_shutdown_timeout: Duration,
     /// Unix socket over which listening sockets are handed to a new process
     /// started with `--upgrade`.

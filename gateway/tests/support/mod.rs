@@ -26,6 +26,7 @@ pub struct Gateway {
     /// thread so the pipe never fills.
     pub stdout: Arc<Mutex<Vec<String>>>,
     pub snapshot: PathBuf,
+    pub config: PathBuf,
     pub dir: tempfile::TempDir,
 }
 
@@ -64,7 +65,7 @@ path = "routing.toml"
 {upstream}
 
 [shutdown]
-grace_period_secs = 0
+grace_period_secs = 2
 graceful_shutdown_timeout_secs = 1
 upgrade_sock = "upgrade.sock"
 pid_file = "gateway.pid"
@@ -100,9 +101,56 @@ pid_file = "gateway.pid"
             admin: format!("127.0.0.1:{admin}").parse().unwrap(),
             stdout,
             snapshot: snapshot_path,
+            config: config_path,
             dir,
         }
     }
+}
+
+impl Gateway {
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. "TERM", "QUIT") to the gateway.
+    pub fn signal(&self, signal: &str) {
+        signal_pid(self.pid(), signal);
+    }
+
+    /// Waits up to `limit` for the gateway to exit; its status, or None.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a second gateway on the same config with `--upgrade`: it
+    /// waits for this one's listening sockets.
+    pub fn spawn_upgrade(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["--upgrade", "--config", self.config.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// Sends `signal` to process `pid` with kill(1).
+pub fn signal_pid(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid} failed");
 }
 
 impl Drop for Gateway {
@@ -161,6 +209,28 @@ pub fn send_on(mut stream: impl Read + Write, head: &str) -> Response {
         headers,
         body: body.to_owned(),
     }
+}
+
+/// Like [`get`], but a connection error is returned, not a panic: for
+/// request loops that must count refused or reset connections.
+pub fn try_get(addr: SocketAddr, host: &str) -> Result<u16, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    text.get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status line in {text:?}"))
 }
 
 pub fn get(addr: SocketAddr, host: &str, path: &str) -> Response {
