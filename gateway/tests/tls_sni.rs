@@ -242,3 +242,154 @@ fn alpn_offers_h2_and_http_1_1() {
     let stream = connect(&tls, "erp.globex.example", &[b"http/1.1"]).unwrap();
     assert_eq!(stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
 }
+
+/// One HTTPS request on a new connection; an error instead of a panic so a
+/// request loop can count failures.
+fn https_status(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+    sni: &str,
+    host: &str,
+) -> Result<u16, String> {
+    use std::io::{Read, Write};
+    let tcp = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
+    let conn = ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+    let mut stream = StreamOwned::new(conn, tcp);
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    text.get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status line in {text:?}"))
+}
+
+#[test]
+fn snapshots_and_certificates_reload_under_load_without_a_failed_request() {
+    let tls = start(true);
+    let other = Upstream::echo("other").unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (addr, config, flag) = (tls.https, tls.ca.client(&[]), stop.clone());
+    let load = std::thread::spawn(move || {
+        let mut results = Vec::new();
+        let started = Instant::now();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed)
+            && results.len() < 10_000
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            results.push(https_status(
+                addr,
+                config.clone(),
+                "erp.globex.example",
+                "erp.globex.example",
+            ));
+            results.push(https_status(
+                addr,
+                config.clone(),
+                "acme.app.example.test",
+                "acme.app.example.test",
+            ));
+        }
+        results
+    });
+
+    // Five new snapshot versions, moving both tenants between upstreams,
+    // and a new certificate, all while requests flow.
+    let upstreams = [tls._upstream.addr().to_string(), other.addr().to_string()];
+    for version in 2..=6 {
+        let pool = &upstreams[version % 2];
+        let next = SNAPSHOT
+            .replace("version = 1", &format!("version = {version}"))
+            .replace("UPSTREAM", pool);
+        std::fs::write(&tls.gateway.snapshot, next).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let hosts = tls.gateway.dir.path().join("hosts");
+    let issued = tls
+        .ca
+        .issue(&hosts, "acme.app.example.test", &["acme.app.example.test"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stream = connect(&tls, "acme.app.example.test", &[]).unwrap();
+        if stream.conn.peer_certificates().unwrap()[0] == issued {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not picked up"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let results = load.join().unwrap();
+    let failed: Vec<_> = results.iter().filter(|r| !matches!(r, Ok(200))).collect();
+    assert!(results.len() > 50, "the loop barely ran: {}", results.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        results.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(other.request_count() > 0, "the moved pool never served");
+}
+
+#[test]
+fn http2_requests_are_multiplexed_and_proxied() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+
+    let tls = start(true);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let connector = tokio_rustls::TlsConnector::from(tls.ca.client(&[b"h2"]));
+        let tcp = tokio::net::TcpStream::connect(tls.https).await.unwrap();
+        let name = ServerName::try_from("erp.globex.example").unwrap();
+        let stream = connector.connect(name, tcp).await.unwrap();
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        // Several requests at once on the one connection.
+        let requests = (0..4).map(|i| {
+            let mut sender = sender.clone();
+            async move {
+                let request = hyper::Request::get(format!("https://erp.globex.example/orders/{i}"))
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let response = sender.send_request(request).await.unwrap();
+                let status = response.status();
+                let version = response.version();
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                (status, version, body)
+            }
+        });
+        for (i, (status, version, body)) in futures::future::join_all(requests)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(status, 200);
+            assert_eq!(version, hyper::Version::HTTP_2);
+            let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(echo["headers"]["x-tenant-id"], "t-globex");
+            assert_eq!(echo["path"], format!("/orders/{i}"));
+        }
+    });
+}
