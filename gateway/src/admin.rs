@@ -12,6 +12,7 @@ use router::RouteRequest;
 
 use crate::metrics::Metrics;
 use crate::state::RoutingState;
+use crate::upstreams::now_ms;
 
 /// The admin HTTP app.
 #[derive(Debug)]
@@ -97,11 +98,17 @@ impl ServeHttp for Admin {
                     &serde_json::json!({"ready": false}),
                 ),
             },
-            "/metrics" => text(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.metrics.render(),
-            ),
+            "/metrics" => {
+                if let Some(loaded) = self.state.current() {
+                    let (healthy, unhealthy, open) = loaded.balancers.census(now_ms());
+                    self.metrics.backends(healthy, unhealthy, open);
+                }
+                text(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.metrics.render(),
+                )
+            }
             "/debug/route" => self.route(uri.query()),
             _ => json(
                 StatusCode::NOT_FOUND,

@@ -82,6 +82,7 @@ pub fn main() -> ExitCode {
 
 /// Loads the first snapshot and runs the gateway until it is stopped.
 fn serve(config: &Config, upgrade: bool) -> ExitCode {
+    let metrics = Metrics::new();
     let certs = Arc::new(CertStore::default());
     if let Some(tls) = &config.tls {
         if let Some((cert, key)) = &tls.default_cert {
@@ -103,10 +104,10 @@ fn serve(config: &Config, upgrade: bool) -> ExitCode {
                 certs.len(),
                 dir.display()
             );
+            metrics.certificates(certs.len());
         }
     }
     let state = Arc::new(RoutingState::default());
-    let metrics = Metrics::new();
     let upstreams = Arc::new(Upstreams::new(config.upstream.clone()));
     match &config.source {
         Source::File { path } => match snapshot_file::load(path, config) {

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::snapshot_file::LoadedTable;
@@ -29,6 +29,12 @@ pub struct Metrics {
     snapshot_version: IntGauge,
     tenants: IntGauge,
     domains: IntGauge,
+    /// Completed TLS handshakes, by whether the client sent SNI.
+    tls_handshakes: IntCounterVec,
+    /// Per-host certificates in force (the default not counted).
+    certificates: IntGauge,
+    /// Backends by state: healthy, unhealthy, circuit_open.
+    backends: IntGaugeVec,
 }
 
 /// Latency buckets from 0.5 ms to 30 s.
@@ -107,6 +113,27 @@ impl Metrics {
             "Routable custom domains in the snapshot in force",
         )
         .expect("valid metric");
+        let tls_handshakes = IntCounterVec::new(
+            Opts::new(
+                "switchyard_gateway_tls_handshakes_total",
+                "Completed TLS handshakes",
+            ),
+            &["sni"],
+        )
+        .expect("valid metric");
+        let certificates = IntGauge::new(
+            "switchyard_gateway_certificates",
+            "Per-host TLS certificates in force",
+        )
+        .expect("valid metric");
+        let backends = IntGaugeVec::new(
+            Opts::new(
+                "switchyard_gateway_backends",
+                "Backends of the snapshot in force, by state",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
@@ -116,6 +143,9 @@ impl Metrics {
             Box::new(snapshot_version.clone()),
             Box::new(tenants.clone()),
             Box::new(domains.clone()),
+            Box::new(tls_handshakes.clone()),
+            Box::new(certificates.clone()),
+            Box::new(backends.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -129,6 +159,35 @@ impl Metrics {
             snapshot_version,
             tenants,
             domains,
+            tls_handshakes,
+            certificates,
+            backends,
+        }
+    }
+
+    /// Records a completed TLS handshake.
+    pub fn tls_handshake(&self, sni: bool) {
+        self.tls_handshakes
+            .with_label_values(&[if sni { "present" } else { "absent" }])
+            .inc();
+    }
+
+    /// Records how many per-host certificates are in force.
+    pub fn certificates(&self, count: usize) {
+        self.certificates
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Records the backends of the snapshot in force by state.
+    pub fn backends(&self, healthy: usize, unhealthy: usize, circuit_open: usize) {
+        for (state, n) in [
+            ("healthy", healthy),
+            ("unhealthy", unhealthy),
+            ("circuit_open", circuit_open),
+        ] {
+            self.backends
+                .with_label_values(&[state])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 

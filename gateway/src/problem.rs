@@ -142,6 +142,7 @@ impl Problem {
     /// The answer for an error Pingora reports while proxying.
     pub fn for_proxy_error(e: &Error) -> Self {
         match e.etype() {
+            ErrorType::HTTPStatus(413) => Self::BODY_TOO_LARGE,
             ErrorType::HTTPStatus(503) => Self {
                 retry_after: Some(5),
                 ..Self::new(

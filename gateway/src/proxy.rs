@@ -118,6 +118,10 @@ pub struct RequestCtx {
     upstream_time: Option<Duration>,
     /// Set when the gateway answered with a problem of its own.
     problem: Option<Kind>,
+    /// The tenant's plan limit on request bodies.
+    max_body: u64,
+    /// Request body bytes seen so far.
+    body_bytes: u64,
 }
 
 /// RFC 9110 idempotent methods: retried once on another backend when the
@@ -215,6 +219,7 @@ impl ProxyHttp for Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|len| len > decision.tenant.plan().max_body_bytes);
+        ctx.max_body = decision.tenant.plan().max_body_bytes;
         ctx.table = Some(loaded.clone());
         if too_large {
             return self.refuse(session, ctx, Problem::BODY_TOO_LARGE).await;
@@ -352,6 +357,27 @@ impl ProxyHttp for Gateway {
                 None => {
                     upstream.remove_header("x-forwarded-host");
                 }
+            }
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // A body without Content-Length (chunked, h2) is counted as it
+        // streams; past the plan's limit the request is cut off with 413.
+        if let Some(chunk) = body {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > ctx.max_body {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over the plan limit",
+                );
             }
         }
         Ok(())

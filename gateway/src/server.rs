@@ -73,11 +73,15 @@ pub fn build(
         proxy.add_tcp(&addr.to_string());
     }
     if let Some(addr) = config.https_listen {
-        proxy.add_tls_with_settings(&addr.to_string(), None, tls::settings(certs.clone())?);
+        proxy.add_tls_with_settings(
+            &addr.to_string(),
+            None,
+            tls::settings(certs.clone(), metrics.clone())?,
+        );
         if let Some(dir) = config.tls.as_ref().and_then(|t| t.cert_dir.clone()) {
             server.add_service(background_service(
                 "certificate watcher",
-                CertWatcher::new(dir, certs),
+                CertWatcher::new(dir, certs, metrics.clone()),
             ));
         }
     }

@@ -15,14 +15,16 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::cert_store::{CertStore, SniResolver};
+use crate::metrics::Metrics;
 
 /// The SNI name a TLS connection was opened with, normalised.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sni(pub Option<String>);
 
-/// Records each connection's SNI name in its TLS digest.
+/// Records each connection's SNI name in its TLS digest, and counts the
+/// handshake.
 #[derive(Debug)]
-struct SniRecorder;
+struct SniRecorder(Metrics);
 
 #[async_trait]
 impl TlsAccept for SniRecorder {
@@ -34,6 +36,7 @@ impl TlsAccept for SniRecorder {
             .server_name()
             .and_then(|name| router::normalize(name).ok())
             .map(|name| name.into_owned());
+        self.0.tls_handshake(sni.is_some());
         Some(Arc::new(Sni(sni)))
     }
 }
@@ -43,8 +46,8 @@ impl TlsAccept for SniRecorder {
 /// # Errors
 ///
 /// Never in practice: Pingora's constructor is fallible only in signature.
-pub fn settings(store: Arc<CertStore>) -> pingora::Result<TlsSettings> {
-    let mut settings = TlsSettings::with_callbacks(Box::new(SniRecorder))?;
+pub fn settings(store: Arc<CertStore>, metrics: Metrics) -> pingora::Result<TlsSettings> {
+    let mut settings = TlsSettings::with_callbacks(Box::new(SniRecorder(metrics)))?;
     settings.set_cert_resolver(Arc::new(SniResolver(store)));
     settings.enable_h2();
     Ok(settings)
@@ -58,12 +61,17 @@ pub const CERT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub struct CertWatcher {
     dir: PathBuf,
     store: Arc<CertStore>,
+    metrics: Metrics,
 }
 
 impl CertWatcher {
     /// Watches `dir` for `store`.
-    pub fn new(dir: PathBuf, store: Arc<CertStore>) -> Self {
-        Self { dir, store }
+    pub fn new(dir: PathBuf, store: Arc<CertStore>, metrics: Metrics) -> Self {
+        Self {
+            dir,
+            store,
+            metrics,
+        }
     }
 }
 
@@ -81,6 +89,7 @@ impl BackgroundService for CertWatcher {
             let Ok(report) = tokio::task::spawn_blocking(move || store.scan(&dir)).await else {
                 continue;
             };
+            self.metrics.certificates(self.store.len());
             if !report.loaded.is_empty() || !report.removed.is_empty() {
                 eprintln!(
                     "gateway: certificates loaded: {:?}; removed: {:?}; {} in force",

@@ -130,6 +130,29 @@ impl std::fmt::Debug for Balancers {
 }
 
 impl Balancers {
+    /// Distinct backends by state: (healthy, unhealthy, circuit open at `now`).
+    /// A backend is counted once even when several pools share it.
+    pub fn census(&self, now: u64) -> (usize, usize, usize) {
+        let mut seen = std::collections::HashSet::new();
+        let (mut healthy, mut unhealthy, mut open) = (0, 0, 0);
+        for lb in self.pools.iter().flatten() {
+            let backends = lb.backends();
+            for b in backends.get_backend().iter() {
+                if !seen.insert(b.addr.clone()) {
+                    continue;
+                }
+                if breaker_of(b).is_some_and(|br| br.state(now) == BreakerState::Open) {
+                    open += 1;
+                } else if backends.ready(b) {
+                    healthy += 1;
+                } else {
+                    unhealthy += 1;
+                }
+            }
+        }
+        (healthy, unhealthy, open)
+    }
+
     /// The balancer of target `target`'s pool in region `region`.
     pub fn get(&self, target: u32, region: usize) -> Option<&Arc<LoadBalancer<RoundRobin>>> {
         self.pools

@@ -190,6 +190,45 @@ fn a_body_over_the_plan_limit_is_413() {
 }
 
 #[test]
+fn a_streamed_body_over_the_plan_limit_is_cut_off_with_413() {
+    let s = stack("");
+    // Chunked: no Content-Length to check up front. Two 800-byte chunks
+    // against a 1024-byte plan limit.
+    let chunk = "x".repeat(800);
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: acme.app.example.test\r\nTransfer-Encoding: chunked\r\n\r\n320\r\n{chunk}\r\n320\r\n{chunk}\r\n0\r\n"
+    );
+    // `send` appends the final blank line and Connection: close after the
+    // head; put them in the head instead so the chunked body stays intact.
+    let mut stream = std::net::TcpStream::connect(s.gateway.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::io::Write::write_all(&mut stream, format!("{head}\r\n").as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("body-too-large"), "{text}");
+
+    // Under the limit, the same way, goes through.
+    let small = "y".repeat(300);
+    let mut stream = std::net::TcpStream::connect(s.gateway.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        format!("POST /upload HTTP/1.1\r\nHost: acme.app.example.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n12c\r\n{small}\r\n0\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
+#[test]
 fn a_valid_client_request_id_is_kept_and_a_bad_one_replaced() {
     let s = stack("");
     let r = send(
@@ -356,6 +395,12 @@ fn a_killed_backend_is_taken_out_and_comes_back_with_no_failed_get() {
         b.request_count() > b_before,
         "traffic stopped while a was down"
     );
+    // The dead backend shows as unhealthy or with its circuit open.
+    let metrics = get(gateway.admin, "localhost", "/metrics").body;
+    assert!(
+        metrics.contains("switchyard_gateway_backends{state=\"healthy\"} 1"),
+        "{metrics}"
+    );
 
     let back = Upstream::builder()
         .name("a-again")
@@ -468,6 +513,7 @@ fn admin_listener_reports_health_readiness_metrics_and_routes() {
         "switchyard_gateway_snapshot_version 1",
         "switchyard_gateway_tenants 4",
         "switchyard_gateway_upstream_duration_seconds_count 2",
+        "switchyard_gateway_backends{state=\"healthy\"} 3",
     ] {
         assert!(
             metrics.contains(expected),

@@ -170,6 +170,17 @@ fn each_sni_name_gets_its_own_certificate_verified_by_the_ca() {
     let (served, r) = request(&tls, "acme.app.example.test", "acme.app.example.test");
     assert_eq!(Some(served), tls.default_der);
     assert_eq!(r.json()["headers"]["x-tenant-id"], "t-acme");
+
+    let metrics = support::get(tls.gateway.admin, "localhost", "/metrics").body;
+    for expected in [
+        "switchyard_gateway_tls_handshakes_total{sni=\"present\"} 2",
+        "switchyard_gateway_certificates 1",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected:?} in:\n{metrics}"
+        );
+    }
 }
 
 #[test]
