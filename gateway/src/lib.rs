@@ -25,11 +25,13 @@
 //! - [`proxy`]: the Pingora `ProxyHttp` phases, thin over the router.
 //! - [`problem`]: every error response, as problem+json, in one place.
 //! - [`metrics`]: Prometheus metrics, with bounded labels.
+//! - [`access_log`]: the JSON access log, written off the request path.
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`, `/debug/route`).
 //! - [`request_id`]: keeping or generating `x-request-id`.
 //! - [`server`]: the Pingora server and its services.
 //! - [`cli`]: flags and exit statuses; `main.rs` is a shim over it.
 
+pub mod access_log;
 pub mod admin;
 pub mod cert_store;
 pub mod check;

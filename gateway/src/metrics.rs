@@ -35,6 +35,8 @@ pub struct Metrics {
     certificates: IntGauge,
     /// Backends by state: healthy, unhealthy, circuit_open.
     backends: IntGaugeVec,
+    /// Access-log lines dropped because the writer fell behind.
+    access_log_dropped: prometheus::IntCounter,
 }
 
 /// Latency buckets from 0.5 ms to 30 s.
@@ -134,6 +136,11 @@ impl Metrics {
             &["state"],
         )
         .expect("valid metric");
+        let access_log_dropped = prometheus::IntCounter::new(
+            "switchyard_gateway_access_log_dropped_total",
+            "Access-log lines dropped because the output fell behind",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
@@ -146,6 +153,7 @@ impl Metrics {
             Box::new(tls_handshakes.clone()),
             Box::new(certificates.clone()),
             Box::new(backends.clone()),
+            Box::new(access_log_dropped.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -162,7 +170,13 @@ impl Metrics {
             tls_handshakes,
             certificates,
             backends,
+            access_log_dropped,
         }
+    }
+
+    /// Counts an access-log line dropped under backpressure.
+    pub fn access_log_dropped(&self) {
+        self.access_log_dropped.inc();
     }
 
     /// Records a completed TLS handshake.

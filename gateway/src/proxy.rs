@@ -16,7 +16,6 @@
 //! fail_to_proxy ─── problem+json (502/504/…), mapped in problem.rs
 //! ```
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +27,7 @@ use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 use router::{HostError, Locality, RegionIdx, RouteError, RouteRequest, TargetKind};
 
+use crate::access_log::{AccessLog, Line};
 use crate::config::UpstreamConfig;
 use crate::metrics::Metrics;
 use crate::problem::{Kind, Problem};
@@ -48,8 +48,8 @@ pub struct Gateway {
     upstream: UpstreamConfig,
     /// Request, error and upstream metrics.
     metrics: Metrics,
-    /// Whether to write the JSON access log to stdout.
-    access_log: bool,
+    /// The JSON access log, when enabled.
+    access_log: Option<AccessLog>,
 }
 
 impl Gateway {
@@ -59,7 +59,7 @@ impl Gateway {
         trusted_proxies: Vec<IpNet>,
         upstream: UpstreamConfig,
         metrics: Metrics,
-        access_log: bool,
+        access_log: Option<AccessLog>,
     ) -> Self {
         Self {
             state,
@@ -502,27 +502,24 @@ impl ProxyHttp for Gateway {
         if let Some(kind) = ctx.problem {
             self.metrics.error(kind.as_str());
         }
-        if !self.access_log {
+        let Some(log) = &self.access_log else {
             return;
-        }
+        };
         let upstream_addr = ctx.backend.map(|a| a.to_string());
         let req = session.req_header();
-        // The path only: query strings may carry tokens.
-        let line = serde_json::json!({
-            "request_id": ctx.request_id,
-            "tenant_id": tenant.map(|t| t.id()),
-            "target": target.map(|t| t.id.as_str()),
-            "decision": decision,
-            "method": req.method.as_str(),
-            "path": req.uri.path(),
-            "status": status,
-            "bytes": session.body_bytes_sent(),
-            "duration_ms": elapsed.as_secs_f64() * 1e3,
-            "upstream_ms": ctx.upstream_time.map(|d| d.as_secs_f64() * 1e3),
-            "upstream": upstream_addr,
-            "error": ctx.problem.map(Kind::as_str),
+        log.log(&Line {
+            request_id: &ctx.request_id,
+            tenant_id: tenant.map(|t| t.id()),
+            target: target.map(|t| t.id.as_str()),
+            decision,
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            status,
+            bytes: session.body_bytes_sent(),
+            duration_ms: elapsed.as_secs_f64() * 1e3,
+            upstream_ms: ctx.upstream_time.map(|d| d.as_secs_f64() * 1e3),
+            upstream: upstream_addr.as_deref(),
+            error: ctx.problem.map(Kind::as_str),
         });
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
     }
 }

@@ -11,6 +11,7 @@ use pingora::services::background::background_service;
 use pingora::apps::http_app::HttpServer;
 use pingora::services::listening::Service;
 
+use crate::access_log::AccessLog;
 use crate::admin::Admin;
 use crate::cert_store::CertStore;
 use crate::config::{Config, Source};
@@ -65,7 +66,9 @@ pub fn build(
         config.trusted_proxies.clone(),
         config.upstream.clone(),
         metrics.clone(),
-        config.access_log,
+        config
+            .access_log
+            .then(|| AccessLog::start(std::io::stdout(), metrics.clone())),
     );
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");
