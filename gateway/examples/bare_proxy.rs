@@ -35,6 +35,10 @@ struct Args {
     threads: usize,
 }
 
+/// The same allocator as the gateway binary, so the floor is comparable.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Bare(SocketAddr);
 
 #[async_trait]
