@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,6 +18,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use pingora::tls::sign::CertifiedKey;
 use pingora::tls::{ClientHello, CryptoProvider, ResolvesServerCert};
 use router::Hostname;
+
+use crate::file_stamp::Stamp;
 
 /// Why a certificate pair could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,23 +60,6 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, CertError
         .keys_match()
         .map_err(|_| fail("the private key does not belong to the certificate".to_owned()))?;
     Ok(Arc::new(certified))
-}
-
-/// What identifies one version of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    modified_ns: i128,
-    len: u64,
-    inode: u64,
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        modified_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        len: m.len(),
-        inode: m.ino(),
-    })
 }
 
 /// One hostname's loaded pair and the file versions it came from.
@@ -173,7 +157,8 @@ impl CertStore {
                 }
             };
             let key_path = dir.join(format!("{host}.key"));
-            let (Some(cert_stamp), Some(key_stamp)) = (stamp(&path), stamp(&key_path)) else {
+            let (Some(cert_stamp), Some(key_stamp)) = (Stamp::of(&path), Stamp::of(&key_path))
+            else {
                 report.errors.push(CertError {
                     path: path.clone(),
                     reason: format!("{host}.key is missing"),

@@ -19,6 +19,7 @@
 //! - [`check`]: `gateway --check`.
 //! - [`state`]: the routing table in force, swapped atomically.
 //! - [`snapshot_watch`]: reloading the snapshot file when it changes.
+//! - [`file_stamp`]: telling one version of a watched file from the next.
 //! - [`cert_store`]: TLS certificates chosen by SNI, reloaded from a directory.
 //! - [`tls`]: the HTTPS listener's settings and the certificate watcher.
 //! - [`upstreams`]: pool load balancers, the shared health check, circuit breakers.
@@ -37,6 +38,7 @@ pub mod cert_store;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod file_stamp;
 pub mod metrics;
 pub mod problem;
 pub mod proxy;

@@ -6,7 +6,6 @@
 //! one replaces the table in force, an invalid one is logged with every
 //! problem and the previous table keeps serving.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::config::Config;
+use crate::file_stamp::Stamp;
 use crate::metrics::Metrics;
 use crate::snapshot_file;
 use crate::state::RoutingState;
@@ -23,23 +23,6 @@ use crate::upstreams::Upstreams;
 
 /// How often the file is looked at.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
-
-/// What identifies one version of the file on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    modified_ns: i128,
-    len: u64,
-    inode: u64,
-}
-
-fn stamp(path: &std::path::Path) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        modified_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        len: m.len(),
-        inode: m.ino(),
-    })
-}
 
 /// The background service that reloads the snapshot file.
 #[derive(Debug)]
@@ -73,14 +56,14 @@ impl SnapshotWatcher {
 #[async_trait]
 impl BackgroundService for SnapshotWatcher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut seen = stamp(&self.path);
+        let mut seen = Stamp::of(&self.path);
         let mut interval = tokio::time::interval(POLL_INTERVAL);
         loop {
             tokio::select! {
                 _ = interval.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            let now = stamp(&self.path);
+            let now = Stamp::of(&self.path);
             if now == seen {
                 continue;
             }

@@ -278,10 +278,7 @@ fn https_status(
     stream
         .read_to_end(&mut raw)
         .map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&raw);
-    text.get(9..12)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("no status line in {text:?}"))
+    support::status_of(&raw)
 }
 
 #[test]

@@ -227,7 +227,12 @@ pub fn try_get(addr: SocketAddr, host: &str) -> Result<u16, String> {
     stream
         .read_to_end(&mut raw)
         .map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&raw);
+    status_of(&raw)
+}
+
+/// The status code of a raw HTTP/1.1 response.
+pub fn status_of(raw: &[u8]) -> Result<u16, String> {
+    let text = String::from_utf8_lossy(raw);
     text.get(9..12)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("no status line in {text:?}"))
