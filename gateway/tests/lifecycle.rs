@@ -11,25 +11,10 @@ use std::time::{Duration, Instant};
 use support::{Gateway, get, signal_pid, try_get};
 use testkit::Upstream;
 
+/// The shared fixture with every pool on `pool`: acme is on shard-a.
 fn snapshot(pool: &str) -> String {
-    format!(
-        r#"
-version = 1
-regions = [{{ name = "eu-west" }}]
-plans = [{{ name = "p", rate_per_sec = 100, burst = 100, max_body_bytes = 1024 }}]
-[[targets]]
-id = "shard-a"
-kind = "shard"
-region = "eu-west"
-pools = {{ eu-west = ["{pool}"] }}
-[[tenants]]
-id = "t-acme"
-slug = "acme"
-plan = "p"
-region = "eu-west"
-target = "shard-a"
-"#
-    )
+    let pool = format!("\"{pool}\"");
+    support::snapshot(1, &pool, &pool, &pool)
 }
 
 /// A process killed when the test ends, whatever happens.

@@ -5,72 +5,8 @@ mod support;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{Gateway, free_port, get, send};
+use support::{Gateway, free_port, get, q, send, snapshot};
 use testkit::Upstream;
-
-/// A snapshot with two shards and a dedicated cluster in eu-west, each
-/// pool one of `ups`, and tenants on each.
-fn snapshot(version: u64, shard_a: &str, shard_b: &str, dedicated: &str) -> String {
-    format!(
-        r#"
-version = {version}
-regions = [{{ name = "eu-west" }}]
-plans = [{{ name = "p", rate_per_sec = 100, burst = 100, max_body_bytes = 1024 }}]
-
-[[targets]]
-id = "shard-a"
-kind = "shard"
-region = "eu-west"
-pools = {{ eu-west = [{shard_a}] }}
-
-[[targets]]
-id = "shard-b"
-kind = "shard"
-region = "eu-west"
-pools = {{ eu-west = [{shard_b}] }}
-
-[[targets]]
-id = "dedicated-globex"
-kind = "dedicated"
-region = "eu-west"
-pools = {{ eu-west = [{dedicated}] }}
-
-[[tenants]]
-id = "t-acme"
-slug = "acme"
-plan = "p"
-region = "eu-west"
-target = "shard-a"
-
-[[tenants]]
-id = "t-initech"
-slug = "initech"
-plan = "p"
-region = "eu-west"
-target = "shard-b"
-
-[[tenants]]
-id = "t-globex"
-slug = "globex"
-plan = "p"
-region = "eu-west"
-target = "dedicated-globex"
-domains = ["erp.globex.example"]
-
-[[tenants]]
-id = "t-gone"
-slug = "gone"
-plan = "p"
-region = "eu-west"
-target = "shard-a"
-status = "suspended"
-"#
-    )
-}
-
-fn q(u: &Upstream) -> String {
-    format!("\"{}\"", u.addr())
-}
 
 struct Stack {
     a: Upstream,

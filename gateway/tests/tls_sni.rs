@@ -59,32 +59,12 @@ impl Ca {
     }
 }
 
-const SNAPSHOT: &str = r#"
-version = 1
-regions = [{ name = "eu-west" }]
-plans = [{ name = "p", rate_per_sec = 100, burst = 100, max_body_bytes = 1024 }]
-
-[[targets]]
-id = "shard-a"
-kind = "shard"
-region = "eu-west"
-pools = { eu-west = ["UPSTREAM"] }
-
-[[tenants]]
-id = "t-acme"
-slug = "acme"
-plan = "p"
-region = "eu-west"
-target = "shard-a"
-
-[[tenants]]
-id = "t-globex"
-slug = "globex"
-plan = "p"
-region = "eu-west"
-target = "shard-a"
-domains = ["erp.globex.example"]
-"#;
+/// The shared fixture, every pool on `upstream`: acme on a shard, globex
+/// with the custom domain erp.globex.example.
+fn snapshot(version: u64, upstream: &str) -> String {
+    let pool = format!("\"{upstream}\"");
+    support::snapshot(version, &pool, &pool, &pool)
+}
 
 struct Tls {
     ca: Ca,
@@ -110,7 +90,7 @@ fn start(with_default: bool) -> Tls {
     } else {
         ""
     };
-    let snapshot = SNAPSHOT.replace("UPSTREAM", &upstream.addr().to_string());
+    let snapshot = snapshot(1, &upstream.addr().to_string());
     let gateway = Gateway::start_in(
         dir,
         &snapshot,
@@ -315,9 +295,7 @@ fn snapshots_and_certificates_reload_under_load_without_a_failed_request() {
     let upstreams = [tls._upstream.addr().to_string(), other.addr().to_string()];
     for version in 2..=6 {
         let pool = &upstreams[version % 2];
-        let next = SNAPSHOT
-            .replace("version = 1", &format!("version = {version}"))
-            .replace("UPSTREAM", pool);
+        let next = snapshot(version as u64, pool);
         std::fs::write(&tls.gateway.snapshot, next).unwrap();
         std::thread::sleep(Duration::from_millis(400));
     }

@@ -420,19 +420,6 @@ impl RoutingTable {
             })
     }
 
-    /// The custom domains of the tenant at `index`. Walks every domain:
-    /// for debugging and tooling, not for the request path.
-    pub fn domains_of(&self, index: u32) -> Vec<&str> {
-        let mut names: Vec<&str> = self
-            .by_domain
-            .iter()
-            .filter(|d| Some(&d.block) == self.blocks.get(index as usize))
-            .map(|d| text(self.bytes(d.name)))
-            .collect();
-        names.sort_unstable();
-        names
-    }
-
     fn bytes(&self, r: StrRef) -> &[u8] {
         &self.arena[r.offset as usize..(r.offset + r.len) as usize]
     }
