@@ -11,6 +11,8 @@ use pingora::prelude::*;
 use pingora::{ErrorSource, ErrorType};
 use router::RouteError;
 
+use crate::request_id::RequestId;
+
 /// Who is at fault, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -225,12 +227,12 @@ impl Problem {
     /// # Errors
     ///
     /// When the client connection is gone.
-    pub async fn respond(&self, session: &mut Session, request_id: &str) -> Result<()> {
-        let body = self.body(request_id);
+    pub async fn respond(&self, session: &mut Session, request_id: &RequestId) -> Result<()> {
+        let body = self.body(request_id.as_str());
         let mut header = ResponseHeader::build(self.status, Some(5))?;
         header.insert_header("content-type", "application/problem+json")?;
         header.insert_header("content-length", body.len().to_string())?;
-        header.insert_header("x-request-id", request_id)?;
+        header.insert_header("x-request-id", request_id.header().clone())?;
         if let Some(secs) = self.retry_after {
             header.insert_header("retry-after", secs.to_string())?;
         }

@@ -16,7 +16,7 @@
 //! fail_to_proxy ─── problem+json (502/504/…), mapped in problem.rs
 //! ```
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,15 +27,22 @@ use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 use router::{HostError, Locality, RegionIdx, RouteError, RouteRequest, TargetKind};
 
+use http::HeaderValue;
+use http::header::{CONTENT_LENGTH, HOST};
+
 use crate::access_log::{AccessLog, Line};
 use crate::config::UpstreamConfig;
+use crate::headers::{
+    self, TENANT_PREFIX, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
+    X_TENANT_ID, X_TENANT_REGION, X_TENANT_SLUG, X_TENANT_TARGET,
+};
 use crate::metrics::Metrics;
 use crate::problem::{Kind, Problem};
-use crate::request_id;
+use crate::request_id::{self, RequestId};
 use crate::snapshot_file::LoadedTable;
 use crate::state::RoutingState;
 use crate::tls::Sni;
-use crate::upstreams::{Breaker, breaker_of, now_ms};
+use crate::upstreams::{BackendState, ms_at};
 
 /// The proxy service's shared state.
 #[derive(Debug)]
@@ -91,7 +98,7 @@ impl Gateway {
 #[derive(Debug, Default)]
 pub struct RequestCtx {
     /// Kept or generated; on every response and upstream request.
-    pub request_id: String,
+    pub request_id: RequestId,
     /// The peer is a trusted proxy.
     trusted: bool,
     /// The snapshot the request was routed by, held until it finishes.
@@ -106,10 +113,8 @@ pub struct RequestCtx {
     idempotent: bool,
     /// Connect failures retried so far.
     retries: u8,
-    /// The backend last tried.
-    backend: Option<SocketAddr>,
-    /// Its circuit breaker, told how the attempt went.
-    breaker: Option<Arc<Breaker>>,
+    /// The backend last tried; its breaker is told how the attempt went.
+    backend: Option<Arc<BackendState>>,
     /// When the request header arrived.
     started: Option<Instant>,
     /// When the last backend was chosen.
@@ -144,12 +149,7 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = Some(Instant::now());
         let req = session.req_header();
-        ctx.request_id = match req.headers.get("x-request-id") {
-            Some(id) if request_id::is_valid(id.as_bytes()) => {
-                String::from_utf8_lossy(id.as_bytes()).into_owned()
-            }
-            _ => request_id::generate(),
-        };
+        ctx.request_id = RequestId::keep_or_generate(req.headers.get(X_REQUEST_ID));
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -162,7 +162,7 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         let host = match req.uri.authority() {
             Some(authority) => Some(Ok(authority.as_str())),
-            None => req.headers.get("host").map(|h| h.to_str()),
+            None => req.headers.get(HOST).map(|h| h.to_str()),
         };
         let host = match host.transpose() {
             Ok(host) => host,
@@ -172,7 +172,7 @@ impl ProxyHttp for Gateway {
             }
         };
         let trusted_tenant = if ctx.trusted {
-            req.headers.get("x-tenant-id").and_then(|v| v.to_str().ok())
+            req.headers.get(X_TENANT_ID).and_then(|v| v.to_str().ok())
         } else {
             None
         };
@@ -215,7 +215,7 @@ impl ProxyHttp for Gateway {
         });
         let too_large = req
             .headers
-            .get("content-length")
+            .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|len| len > decision.tenant.plan().max_body_bytes);
@@ -239,20 +239,13 @@ impl ProxyHttp for Gateway {
             .table
             .tenant(ctx.tenant)
             .or_err(ErrorType::InternalError, "routed tenant vanished")?;
-        let balancer = loaded
+        let pool = loaded
             .balancers
             .get(tenant.target_index(), usize::from(region.index()))
             .or_err(ErrorType::InternalError, "decided pool has no balancer")?;
-        let now = now_ms();
-        let tried = ctx.backend;
-        // Healthy, circuit closed (or this request is its half-open probe),
-        // and on a retry not the backend that just failed.
-        let chosen = balancer.select_with(b"", 64, |b, healthy| {
-            healthy
-                && b.addr.as_inet() != tried.as_ref()
-                && breaker_of(b).is_none_or(|br| br.allow(now))
-        });
-        let chosen = match chosen {
+        let started = Instant::now();
+        let tried = ctx.backend.as_ref().map(|b| b.addr);
+        let chosen = match pool.select(tried, ms_at(started)) {
             Some(chosen) => chosen,
             // The retry of a failed connect found no other backend: the
             // client gets the connect failure (502), not "no backend" (503).
@@ -266,13 +259,9 @@ impl ProxyHttp for Gateway {
                 );
             }
         };
-        let addr = *chosen
-            .addr
-            .as_inet()
-            .or_err(ErrorType::InternalError, "backend is not an inet address")?;
-        ctx.backend = Some(addr);
-        ctx.breaker = breaker_of(&chosen).cloned();
-        ctx.upstream_started = Some(Instant::now());
+        let addr = chosen.addr;
+        ctx.backend = Some(chosen);
+        ctx.upstream_started = Some(started);
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(self.upstream.connect_timeout);
         peer.options.read_timeout = Some(self.upstream.read_timeout);
@@ -295,71 +284,67 @@ impl ProxyHttp for Gateway {
             .table
             .tenant(ctx.tenant)
             .or_err(ErrorType::InternalError, "routed tenant vanished")?;
-        if !ctx.trusted {
-            let spoofed: Vec<_> = upstream
-                .headers
-                .keys()
-                .filter(|k| k.as_str().starts_with("x-tenant-"))
-                .cloned()
-                .collect();
-            for name in spoofed {
-                upstream.remove_header(&name);
-            }
-        }
-        upstream.insert_header("x-tenant-id", tenant.id())?;
-        upstream.insert_header("x-tenant-slug", tenant.slug())?;
-        upstream.insert_header("x-tenant-target", tenant.target().id.as_str())?;
-        upstream.insert_header("x-tenant-region", tenant.region_name().as_str())?;
-        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
-
+        let value = |text: &str| {
+            HeaderValue::from_str(text).or_err(ErrorType::InternalError, "invalid header value")
+        };
+        let tenant_headers = [
+            (X_TENANT_ID, value(tenant.id())?),
+            (X_TENANT_SLUG, value(tenant.slug())?),
+            (X_TENANT_TARGET, value(tenant.target().id.as_str())?),
+            (X_TENANT_REGION, value(tenant.region_name().as_str())?),
+            (X_REQUEST_ID, ctx.request_id.header().clone()),
+        ];
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string());
-        let forwarded_for = match (
-            ctx.trusted,
-            upstream.headers.get("x-forwarded-for"),
-            &client_ip,
-        ) {
-            (true, Some(prior), Some(ip)) => Some(format!(
-                "{}, {ip}",
-                String::from_utf8_lossy(prior.as_bytes())
-            )),
-            (_, _, Some(ip)) => Some(ip.clone()),
-            _ => None,
+            .map(|a| a.ip());
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let req = session.req_header();
+        let host = match req.uri.authority() {
+            Some(authority) => Some(value(authority.as_str())?),
+            None => req.headers.get(HOST).cloned(),
         };
-        match forwarded_for {
-            Some(value) => upstream.insert_header("x-forwarded-for", value)?,
-            None => {
-                upstream.remove_header("x-forwarded-for");
-            }
-        }
-        if !(ctx.trusted && upstream.headers.contains_key("x-forwarded-proto")) {
-            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-            upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
-        }
-        if !(ctx.trusted && upstream.headers.contains_key("x-forwarded-host")) {
-            let host = session
-                .req_header()
-                .uri
-                .authority()
-                .map(|a| a.as_str().to_owned())
-                .or_else(|| {
-                    session
-                        .req_header()
-                        .headers
-                        .get("host")
-                        .and_then(|h| h.to_str().ok())
-                        .map(str::to_owned)
-                });
-            match host {
-                Some(host) => upstream.insert_header("x-forwarded-host", host)?,
-                None => {
-                    upstream.remove_header("x-forwarded-host");
+        let trusted = ctx.trusted;
+        headers::edit_upstream(upstream, 8, |headers| {
+            if !trusted {
+                // Rarely present: look before collecting.
+                let spoofed = |name: &http::HeaderName| name.as_str().starts_with(TENANT_PREFIX);
+                if headers.keys().any(spoofed) {
+                    let names: Vec<_> = headers.keys().filter(|n| spoofed(n)).cloned().collect();
+                    for name in names {
+                        headers.remove(name);
+                    }
                 }
             }
-        }
-        Ok(())
+            for (name, value) in tenant_headers {
+                headers.insert(name, value);
+            }
+            match client_ip {
+                Some(ip) => {
+                    let prior = if trusted {
+                        headers.get(X_FORWARDED_FOR)
+                    } else {
+                        None
+                    };
+                    let chain = headers::forwarded_for(prior, ip);
+                    headers.insert(X_FORWARDED_FOR, chain);
+                }
+                None => {
+                    headers.remove(X_FORWARDED_FOR);
+                }
+            }
+            if !(trusted && headers.contains_key(X_FORWARDED_PROTO)) {
+                let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+                headers.insert(X_FORWARDED_PROTO, proto);
+            }
+            if !(trusted && headers.contains_key(X_FORWARDED_HOST)) {
+                match host {
+                    Some(host) => headers.insert(X_FORWARDED_HOST, host),
+                    None => headers.remove(X_FORWARDED_HOST),
+                };
+            }
+            Ok(())
+        })
     }
 
     async fn request_body_filter(
@@ -394,8 +379,8 @@ impl ProxyHttp for Gateway {
             ctx.upstream_time = Some(elapsed);
             self.metrics.upstream(elapsed);
         }
-        if let Some(breaker) = &ctx.breaker {
-            breaker.success();
+        if let Some(backend) = &ctx.backend {
+            backend.breaker.success();
         }
         Ok(())
     }
@@ -406,7 +391,11 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())
+        let id = ctx.request_id.header().clone();
+        headers::edit_response(upstream_response, 1, |headers| {
+            headers.insert(X_REQUEST_ID, id);
+        });
+        Ok(())
     }
 
     fn fail_to_connect(
@@ -416,8 +405,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(breaker) = &ctx.breaker {
-            breaker.failure(now_ms());
+        if let Some(backend) = &ctx.backend {
+            backend.breaker.failure(crate::upstreams::now_ms());
         }
         if ctx.idempotent && ctx.retries == 0 {
             ctx.retries += 1;
@@ -436,9 +425,9 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         // A broken or timed-out response counts against the backend.
         if e.esource() == &ErrorSource::Upstream
-            && let Some(breaker) = &ctx.breaker
+            && let Some(backend) = &ctx.backend
         {
-            breaker.failure(now_ms());
+            backend.breaker.failure(crate::upstreams::now_ms());
         }
         // Pingora's own rule: only idempotent requests with their body
         // still buffered may be retried on a fresh connection.
@@ -505,10 +494,9 @@ impl ProxyHttp for Gateway {
         let Some(log) = &self.access_log else {
             return;
         };
-        let upstream_addr = ctx.backend.map(|a| a.to_string());
         let req = session.req_header();
         log.log(&Line {
-            request_id: &ctx.request_id,
+            request_id: ctx.request_id.as_str(),
             tenant_id: tenant.map(|t| t.id()),
             target: target.map(|t| t.id.as_str()),
             decision,
@@ -516,9 +504,9 @@ impl ProxyHttp for Gateway {
             path: req.uri.path(),
             status,
             bytes: session.body_bytes_sent(),
-            duration_ms: elapsed.as_secs_f64() * 1e3,
-            upstream_ms: ctx.upstream_time.map(|d| d.as_secs_f64() * 1e3),
-            upstream: upstream_addr.as_deref(),
+            duration: elapsed,
+            upstream: ctx.upstream_time,
+            backend: ctx.backend.as_ref().map(|b| &*b.label),
             error: ctx.problem.map(Kind::as_str),
         });
     }

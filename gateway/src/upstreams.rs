@@ -4,7 +4,7 @@
 //!
 //! Balancers are rebuilt with each routing snapshot, but health state and
 //! breakers belong to the backend *address*: they live in one
-//! [`HealthRegistry`] and one breaker map for the whole process, so a
+//! [`HealthRegistry`] and one [`BackendState`] map for the whole process, so a
 //! backend that appears in several pools or survives a snapshot reload is
 //! checked once and remembers its failures. Hundreds of pools cost no
 //! threads: the single [`HealthCheckService`] probes every address.
@@ -32,8 +32,14 @@ use crate::snapshot_file::LoadedTable;
 
 /// Milliseconds since the process started: the breakers' clock.
 pub fn now_ms() -> u64 {
+    ms_at(Instant::now())
+}
+
+/// `at` on the breakers' clock, for a caller that has just read the time.
+pub fn ms_at(at: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+    at.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
+        .as_millis() as u64
 }
 
 /// One backend's circuit breaker. Lock-free: the request path only touches
@@ -97,6 +103,14 @@ impl Breaker {
 
     /// The backend answered: close the circuit.
     pub fn success(&self) {
+        // The common case, a closed breaker with no failures, only reads:
+        // stores would bounce the cache line between worker threads.
+        if self.failures.load(Ordering::Acquire) == 0
+            && self.open_until.load(Ordering::Acquire) == 0
+            && !self.probing.load(Ordering::Acquire)
+        {
+            return;
+        }
         self.failures.store(0, Ordering::Release);
         self.open_until.store(0, Ordering::Release);
         self.probing.store(false, Ordering::Release);
@@ -114,11 +128,61 @@ impl Breaker {
     }
 }
 
+/// What the process keeps per backend address, shared by every pool and
+/// snapshot that names it: the circuit breaker and the address as logged.
+#[derive(Debug)]
+pub struct BackendState {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// `addr` as text, formatted once for the access log.
+    pub label: Box<str>,
+    /// Its circuit breaker.
+    pub breaker: Breaker,
+}
+
+/// One target pool: its balancer and the state of each of its backends.
+pub struct Pool {
+    lb: LoadBalancer<RoundRobin>,
+    /// A handful per pool: a scan beats a hash.
+    backends: Box<[Arc<BackendState>]>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("backends", &self.backends)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// The state of the pool's backend at `addr`.
+    fn state(&self, addr: &SocketAddr) -> Option<&Arc<BackendState>> {
+        self.backends.iter().find(|b| b.addr == *addr)
+    }
+
+    /// The next backend by weighted round robin that is healthy, whose
+    /// circuit lets a request through at `now` (or makes this request its
+    /// half-open probe), and that is not `tried`.
+    pub fn select(&self, tried: Option<SocketAddr>, now: u64) -> Option<Arc<BackendState>> {
+        let chosen = self.lb.select_with(b"", 64, |b, healthy| {
+            healthy
+                && b.addr.as_inet().is_some_and(|addr| {
+                    Some(*addr) != tried
+                        && self
+                            .state(addr)
+                            .is_none_or(|state| state.breaker.allow(now))
+                })
+        })?;
+        self.state(chosen.addr.as_inet()?).cloned()
+    }
+}
+
 /// The pool balancers of one routing snapshot, indexed by target and region.
 #[derive(Default)]
 pub struct Balancers {
     regions: usize,
-    pools: Vec<Option<Arc<LoadBalancer<RoundRobin>>>>,
+    pools: Vec<Option<Pool>>,
 }
 
 impl std::fmt::Debug for Balancers {
@@ -135,13 +199,18 @@ impl Balancers {
     pub fn census(&self, now: u64) -> (usize, usize, usize) {
         let mut seen = std::collections::HashSet::new();
         let (mut healthy, mut unhealthy, mut open) = (0, 0, 0);
-        for lb in self.pools.iter().flatten() {
-            let backends = lb.backends();
+        for pool in self.pools.iter().flatten() {
+            let backends = pool.lb.backends();
             for b in backends.get_backend().iter() {
                 if !seen.insert(b.addr.clone()) {
                     continue;
                 }
-                if breaker_of(b).is_some_and(|br| br.state(now) == BreakerState::Open) {
+                let breaker_open = b
+                    .addr
+                    .as_inet()
+                    .and_then(|addr| pool.state(addr))
+                    .is_some_and(|state| state.breaker.state(now) == BreakerState::Open);
+                if breaker_open {
                     open += 1;
                 } else if backends.ready(b) {
                     healthy += 1;
@@ -153,23 +222,18 @@ impl Balancers {
         (healthy, unhealthy, open)
     }
 
-    /// The balancer of target `target`'s pool in region `region`.
-    pub fn get(&self, target: u32, region: usize) -> Option<&Arc<LoadBalancer<RoundRobin>>> {
+    /// The pool of target `target` in region `region`.
+    pub fn get(&self, target: u32, region: usize) -> Option<&Pool> {
         self.pools
             .get(target as usize * self.regions + region)
             .and_then(Option::as_ref)
     }
 }
 
-/// The breaker of a selected backend.
-pub fn breaker_of(backend: &Backend) -> Option<&Arc<Breaker>> {
-    backend.ext.get::<Arc<Breaker>>()
-}
-
 /// Health and breakers for every backend of the process.
 pub struct Upstreams {
     registry: Arc<HealthRegistry>,
-    breakers: Mutex<HashMap<SocketAddr, Arc<Breaker>>>,
+    backends: Mutex<HashMap<SocketAddr, Arc<BackendState>>>,
     config: UpstreamConfig,
 }
 
@@ -192,7 +256,7 @@ impl Upstreams {
         registry.set_health_check(check);
         Self {
             registry,
-            breakers: Mutex::new(HashMap::new()),
+            backends: Mutex::new(HashMap::new()),
             config,
         }
     }
@@ -205,15 +269,16 @@ impl Upstreams {
         service
     }
 
-    fn breaker(&self, addr: SocketAddr) -> Arc<Breaker> {
-        let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        breakers
+    fn backend_state(&self, addr: SocketAddr) -> Arc<BackendState> {
+        let mut backends = self.backends.lock().unwrap_or_else(|p| p.into_inner());
+        backends
             .entry(addr)
             .or_insert_with(|| {
-                Arc::new(Breaker::new(
-                    self.config.circuit_failures,
-                    self.config.circuit_open,
-                ))
+                Arc::new(BackendState {
+                    addr,
+                    label: addr.to_string().into_boxed_str(),
+                    breaker: Breaker::new(self.config.circuit_failures, self.config.circuit_open),
+                })
             })
             .clone()
     }
@@ -241,6 +306,7 @@ impl Upstreams {
                     continue;
                 };
                 let mut backends = std::collections::BTreeSet::new();
+                let mut states = Vec::with_capacity(pool.backends.len());
                 for b in pool.backends.iter() {
                     let addr = match b.addr.to_socket_addrs().map(|mut a| a.next()) {
                         Ok(Some(addr)) => addr,
@@ -252,13 +318,14 @@ impl Upstreams {
                             continue;
                         }
                     };
-                    let mut backend = Backend {
+                    backends.insert(Backend {
                         addr: pingora::protocols::l4::socket::SocketAddr::Inet(addr),
                         weight: b.weight as usize,
                         ext: Default::default(),
-                    };
-                    backend.ext.insert(self.breaker(addr));
-                    backends.insert(backend);
+                    });
+                    if states.iter().all(|s: &Arc<BackendState>| s.addr != addr) {
+                        states.push(self.backend_state(addr));
+                    }
                 }
                 let view = Backends::new_with_health_registry(
                     Static::new(backends),
@@ -269,7 +336,10 @@ impl Upstreams {
                 if let Some(Err(e)) = lb.update().now_or_never() {
                     problems.push(format!("target {} pool {}: {e}", target.id, pool.region));
                 }
-                pools.push(Some(Arc::new(lb)));
+                pools.push(Some(Pool {
+                    lb,
+                    backends: states.into_boxed_slice(),
+                }));
             }
         }
         (Balancers { regions, pools }, problems)

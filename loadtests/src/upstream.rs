@@ -49,7 +49,9 @@
 //! | `content-type` | `application/json` (`text/plain; charset=utf-8` on refusals) |
 //! | `cache-control` | `public, max-age=SECS` when the request asked with `cache=SECS` |
 //!
-//! A `x-seen-*` header is absent when its request header was. The mirrors are named
+//! A `x-seen-*` header is absent when its request header was, and on every answer to
+//! `mirror=0`: benchmarks ask for that so each proxy gets the same response headers back,
+//! whatever it added to the request. The mirrors are named
 //! `x-seen-*` rather than repeating the request headers' names so they can never be
 //! mistaken for headers the gateway itself sets on responses (it sets `x-request-id`).
 //! Refusals (400, 413) carry `x-upstream` and the mirrors too, so a test can tell the
@@ -63,6 +65,7 @@
 //! | `status=NNN` | 200 to 599 | answers with this status, still with the echo |
 //! | `bytes=N` | 0 to 67108864 | pads the body with trailing spaces to exactly N bytes |
 //! | `cache=SECS` | 0 to 31536000 | adds `Cache-Control: public, max-age=SECS` |
+//! | `mirror=0` | 0 or 1 | leaves out the `x-seen-*` headers (refusals keep them) |
 //!
 //! Values are decimal digits; the last occurrence wins; unknown parameters are ignored
 //! (cache busters welcome). A value outside its range is refused with a 400 whose

@@ -194,6 +194,24 @@ async fn tenant_and_request_id_headers_are_mirrored_as_x_seen_headers() {
 }
 
 #[tokio::test]
+async fn mirror_0_leaves_the_x_seen_headers_out_but_keeps_the_echo() {
+    let up = Running::start("shard-a").await;
+    let reply = send(
+        &http1(),
+        gateway_request(&up.url("/?mirror=0&bytes=2048"))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.header("x-upstream"), Some("shard-a"));
+    for header in ["x-seen-tenant-id", "x-seen-request-id"] {
+        assert_eq!(reply.header(header), None, "{header}");
+    }
+    assert_eq!(reply.json()["tenant"]["id"], "t-42");
+    assert_eq!(reply.body.len(), 2048);
+}
+
+#[tokio::test]
 async fn missing_headers_are_null_in_the_echo_and_absent_from_the_mirrors() {
     let up = Running::start("shard-a").await;
     let reply = get(&up.url("/")).await;

@@ -129,7 +129,11 @@ fn echo(
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    stamp(name, &parts.headers, headers);
+    headers.reserve(RESPONSE_HEADERS);
+    headers.insert(echo::UPSTREAM.clone(), name.header().clone());
+    if behaviour.mirror {
+        echo::mirror(&parts.headers, headers);
+    }
     if has_body {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }

@@ -1,5 +1,5 @@
 //! How a request asks the upstream to behave: the query parameters `delay_ms`, `status`,
-//! `bytes` and `cache`, their limits, and the errors for values outside them.
+//! `bytes`, `cache` and `mirror`, their limits, and the errors for values outside them.
 //!
 //! Values are plain decimal digits (no sign, no percent-encoding); the last occurrence of
 //! a parameter wins, and parameters the upstream does not know are ignored, so load tests
@@ -33,7 +33,9 @@ parameters are ignored; a value out of range is answered 400 naming the paramete
                 1xx cannot end a response and is refused)
   bytes=N       pad the body with spaces to exactly N bytes, still valid JSON
                 (0 to 67108864; the echo itself is never cut)
-  cache=SECS    add `Cache-Control: public, max-age=SECS` (0 to 31536000)";
+  cache=SECS    add `Cache-Control: public, max-age=SECS` (0 to 31536000)
+  mirror=0|1    0 leaves out the x-seen-* response headers (default 1), so every
+                proxy in a benchmark gets byte-identical response headers";
 
 /// What one request asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +48,9 @@ pub(crate) struct Behaviour {
     pub(crate) pad_to: usize,
     /// The `max-age` of a `Cache-Control: public` header, for the gateway's response cache.
     pub(crate) max_age: Option<u32>,
+    /// Whether the response mirrors the tenant headers as `x-seen-*`. Benchmarks turn it
+    /// off: a proxy that adds more headers would otherwise get a bigger response back.
+    pub(crate) mirror: bool,
 }
 
 impl Default for Behaviour {
@@ -55,6 +60,7 @@ impl Default for Behaviour {
             status: StatusCode::OK,
             pad_to: 0,
             max_age: None,
+            mirror: true,
         }
     }
 }
@@ -105,6 +111,7 @@ impl Behaviour {
                     let secs = number("cache", "a max-age in seconds", value, MAX_CACHE_SECS)?;
                     behaviour.max_age = Some(secs);
                 }
+                "mirror" => behaviour.mirror = number("mirror", "0 or 1", value, 1u8)? == 1,
                 _ => {}
             }
         }
@@ -170,7 +177,8 @@ mod tests {
 
     #[test]
     fn every_parameter_is_read_and_unknown_ones_are_ignored() {
-        let behaviour = parse("n=17&delay_ms=250&status=503&bytes=4096&cache=60&flag").unwrap();
+        let behaviour =
+            parse("n=17&delay_ms=250&status=503&bytes=4096&cache=60&mirror=0&flag").unwrap();
         assert_eq!(
             behaviour,
             Behaviour {
@@ -178,6 +186,7 @@ mod tests {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 pad_to: 4096,
                 max_age: Some(60),
+                mirror: false,
             }
         );
     }
@@ -206,6 +215,7 @@ mod tests {
             (format!("bytes={}", MAX_PAD_BYTES + 1), "bytes"),
             (format!("cache={}", u64::from(MAX_CACHE_SECS) + 1), "cache"),
             ("delay_ms=99999999999999999999999".to_owned(), "delay_ms"),
+            ("mirror=2".to_owned(), "mirror"),
         ] {
             let err = parse(&query).unwrap_err().to_string();
             assert!(err.starts_with(&format!("{name} must be ")), "{err}");
