@@ -115,7 +115,7 @@ fn serve(config: &Config, upgrade: bool) -> ExitCode {
                 for p in upstreams.attach(&mut loaded) {
                     eprintln!("gateway: {p}");
                 }
-                metrics.snapshot_accepted(&loaded);
+                metrics.snapshot_accepted(&mut loaded);
                 state.replace(loaded);
             }
             Err(rejected) => {

@@ -3,12 +3,14 @@
 //! clusters are one per tenant, so they share the label `dedicated`). No
 //! label ever names a tenant.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use router::{Locality, RoutingTable, TargetKind};
 
 use crate::snapshot_file::LoadedTable;
 
@@ -20,8 +22,11 @@ pub struct Metrics {
     requests: IntCounterVec,
     /// Errors the gateway answered itself, by kind.
     errors: IntCounterVec,
-    /// Time from request header to the end of the response, by status class.
-    request_duration: HistogramVec,
+    /// Time from request header to the end of the response, for each of
+    /// [`CLASSES`] (the `status_class` label), resolved once.
+    duration_by_class: [Histogram; 6],
+    /// Request counters of requests routed by no snapshot.
+    unrouted: std::sync::Arc<TargetCounters>,
     /// Time from choosing a backend to its response header.
     upstream_duration: Histogram,
     /// Snapshot reloads by result (accepted, rejected).
@@ -159,9 +164,10 @@ impl Metrics {
         }
         Self {
             registry,
+            duration_by_class: CLASSES.map(|class| request_duration.with_label_values(&[class])),
+            unrouted: std::sync::Arc::new(TargetCounters::new("none")),
             requests,
             errors,
-            request_duration,
             upstream_duration,
             reloads,
             snapshot_version,
@@ -205,15 +211,38 @@ impl Metrics {
         }
     }
 
-    /// Records a finished request.
-    pub fn request(&self, status: u16, target: &str, decision: &str, duration: Duration) {
-        let class = status_class(status);
-        self.requests
-            .with_label_values(&[class, target, decision])
+    /// Records a finished request, counted for `target` (the counters of
+    /// the snapshot that routed it, or `None`).
+    pub fn request(
+        &self,
+        status: u16,
+        target: Option<&TargetCounters>,
+        locality: Option<Locality>,
+        duration: Duration,
+    ) {
+        let class = class_index(status);
+        target
+            .unwrap_or(&self.unrouted)
+            .get(&self.requests, class, locality)
             .inc();
-        self.request_duration
-            .with_label_values(&[class])
-            .observe(duration.as_secs_f64());
+        self.duration_by_class[class].observe(duration.as_secs_f64());
+    }
+
+    /// Request counters for every target of `table`, for the table's life.
+    pub fn counters_for(&self, table: &RoutingTable) -> RequestCounters {
+        RequestCounters(
+            table
+                .targets()
+                .iter()
+                .map(|t| {
+                    let label = match t.kind {
+                        TargetKind::Shard => t.id.as_str(),
+                        TargetKind::Dedicated => "dedicated",
+                    };
+                    TargetCounters::new(label)
+                })
+                .collect(),
+        )
     }
 
     /// Records an error response the gateway produced.
@@ -226,8 +255,10 @@ impl Metrics {
         self.upstream_duration.observe(duration.as_secs_f64());
     }
 
-    /// Records an accepted snapshot and its size.
-    pub fn snapshot_accepted(&self, loaded: &LoadedTable) {
+    /// Records an accepted snapshot and its size, and gives it its request
+    /// counters.
+    pub fn snapshot_accepted(&self, loaded: &mut LoadedTable) {
+        loaded.counters = self.counters_for(&loaded.table);
         self.reloads.with_label_values(&["accepted"]).inc();
         self.snapshot_version
             .set(i64::try_from(loaded.table.version()).unwrap_or(i64::MAX));
@@ -251,13 +282,63 @@ impl Metrics {
     }
 }
 
-fn status_class(status: u16) -> &'static str {
+/// Status class labels; the last is for requests that sent no status.
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+/// Region decision labels, by [`decision_index`].
+const DECISIONS: [&str; 3] = ["local", "cross_region", "none"];
+
+fn class_index(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "none",
+        100..=599 => usize::from(status / 100 - 1),
+        _ => 5,
+    }
+}
+
+fn decision_index(locality: Option<Locality>) -> usize {
+    match locality {
+        Some(Locality::Local) => 0,
+        Some(Locality::CrossRegion) => 1,
+        None => 2,
+    }
+}
+
+/// One target label's request counters, each resolved from the vector on
+/// first use: after that, counting a request is one atomic add, with no
+/// label hashing and no read lock shared by every worker thread.
+#[derive(Debug)]
+pub struct TargetCounters {
+    label: Box<str>,
+    slots: [OnceLock<IntCounter>; CLASSES.len() * DECISIONS.len()],
+}
+
+impl TargetCounters {
+    fn new(label: &str) -> Self {
+        Self {
+            label: label.into(),
+            slots: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    fn get(
+        &self,
+        requests: &IntCounterVec,
+        class: usize,
+        locality: Option<Locality>,
+    ) -> &IntCounter {
+        let decision = decision_index(locality);
+        self.slots[class * DECISIONS.len() + decision].get_or_init(|| {
+            requests.with_label_values(&[CLASSES[class], &self.label, DECISIONS[decision]])
+        })
+    }
+}
+
+/// The request counters of one snapshot, by target index.
+#[derive(Debug, Default)]
+pub struct RequestCounters(Vec<TargetCounters>);
+
+impl RequestCounters {
+    /// The counters of target `index`.
+    pub fn target(&self, index: u32) -> Option<&TargetCounters> {
+        self.0.get(index as usize)
     }
 }

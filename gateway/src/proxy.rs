@@ -25,7 +25,7 @@ use ipnet::IpNet;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
-use router::{HostError, Locality, RegionIdx, RouteError, RouteRequest, TargetKind};
+use router::{HostError, Locality, RegionIdx, RouteError, RouteRequest};
 
 use http::HeaderValue;
 use http::header::{CONTENT_LENGTH, HOST};
@@ -476,18 +476,17 @@ impl ProxyHttp for Gateway {
         let elapsed = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
         let tenant = ctx.table.as_ref().and_then(|l| l.table.tenant(ctx.tenant));
         let target = tenant.map(|t| t.target());
-        let target_label = match target {
-            Some(t) if t.kind == TargetKind::Shard => t.id.as_str(),
-            Some(_) => "dedicated",
-            None => "none",
-        };
+        let counters = tenant.and_then(|t| {
+            let loaded = ctx.table.as_ref()?;
+            loaded.counters.target(t.target_index())
+        });
+        self.metrics
+            .request(status, counters, ctx.locality, elapsed);
         let decision = match ctx.locality {
             Some(Locality::Local) => "local",
             Some(Locality::CrossRegion) => "cross_region",
             None => "none",
         };
-        self.metrics
-            .request(status, target_label, decision, elapsed);
         if let Some(kind) = ctx.problem {
             self.metrics.error(kind.as_str());
         }

@@ -8,6 +8,7 @@ use std::path::Path;
 use router::{BuildOptions, RegionIdx, RoutingTable, Snapshot};
 
 use crate::config::Config;
+use crate::metrics::RequestCounters;
 use crate::upstreams::Balancers;
 
 /// A routing table and this gateway's region in it.
@@ -19,6 +20,8 @@ pub struct LoadedTable {
     pub region: RegionIdx,
     /// A load balancer per pool; empty until attached for serving.
     pub balancers: Balancers,
+    /// Request counters per target; empty until the snapshot is accepted.
+    pub counters: RequestCounters,
 }
 
 /// Why a snapshot file cannot be used. Each string is one problem, ready
@@ -73,5 +76,6 @@ pub fn load(path: &Path, config: &Config) -> Result<LoadedTable, SnapshotRejecte
         table,
         region,
         balancers: Balancers::default(),
+        counters: RequestCounters::default(),
     })
 }

@@ -81,9 +81,9 @@ impl BackgroundService for SnapshotWatcher {
             })
             .await;
             match loaded {
-                Ok(Ok(loaded)) => {
+                Ok(Ok(mut loaded)) => {
                     let version = loaded.table.version();
-                    self.metrics.snapshot_accepted(&loaded);
+                    self.metrics.snapshot_accepted(&mut loaded);
                     self.state.replace(loaded);
                     eprintln!(
                         "gateway: routing snapshot version {version} loaded from {}",
