@@ -15,6 +15,17 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// Whether this version was written within `margin` of now. File times
+    /// have the kernel's coarse clock tick, so a second change that soon
+    /// can carry the same stamp: a watcher must not trust a stamp that
+    /// young to mean "nothing changed since".
+    pub fn is_recent(&self, margin: std::time::Duration) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        now - self.modified_ns < margin.as_nanos() as i128
+    }
+
     /// The stamp of `path` now, or `None` when it cannot be read.
     pub fn of(path: &Path) -> Option<Self> {
         let m = std::fs::metadata(path).ok()?;

@@ -15,6 +15,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::cert_store::{CertStore, SniResolver};
+use crate::file_stamp::Stamp;
 use crate::metrics::Metrics;
 
 /// The SNI name a TLS connection was opened with, normalised.
@@ -53,10 +54,23 @@ pub fn settings(store: Arc<CertStore>, metrics: Metrics) -> pingora::Result<TlsS
     Ok(settings)
 }
 
-/// How often the certificate directory is scanned.
+/// How often the certificate directory's own stamp is checked: a file
+/// added, removed or renamed into it (how a careful writer publishes)
+/// changes it, and triggers a scan.
 pub const CERT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How often every pair is checked even when the directory's stamp did not
+/// change: a file rewritten in place leaves the directory as it was.
+pub const CERT_FULL_SCAN_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Hostnames listed by name in a reload log line; past that, a count.
+const LOGGED_HOSTS: usize = 20;
+
 /// Reloads the certificate directory when files appear, change or vanish.
+///
+/// With 10,000 pairs a full scan stats 20,000 files, so it runs only when
+/// the directory changed, or every [`CERT_FULL_SCAN_INTERVAL`]; the check
+/// every [`CERT_POLL_INTERVAL`] is one `stat`.
 #[derive(Debug)]
 pub struct CertWatcher {
     dir: PathBuf,
@@ -80,11 +94,20 @@ impl BackgroundService for CertWatcher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut interval = tokio::time::interval(CERT_POLL_INTERVAL);
         let mut last_errors = Vec::new();
+        let mut seen = None;
+        let mut last_full = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = interval.tick() => {}
                 _ = shutdown.changed() => return,
             }
+            let stamp = Stamp::of(&self.dir);
+            if stamp.is_some() && stamp == seen && last_full.elapsed() < CERT_FULL_SCAN_INTERVAL {
+                continue;
+            }
+            // A stamp younger than a clock tick may hide a second change.
+            seen = stamp.filter(|s| !s.is_recent(Duration::from_secs(1)));
+            last_full = tokio::time::Instant::now();
             let (dir, store) = (self.dir.clone(), self.store.clone());
             let Ok(report) = tokio::task::spawn_blocking(move || store.scan(&dir)).await else {
                 continue;
@@ -92,9 +115,9 @@ impl BackgroundService for CertWatcher {
             self.metrics.certificates(self.store.len());
             if !report.loaded.is_empty() || !report.removed.is_empty() {
                 eprintln!(
-                    "gateway: certificates loaded: {:?}; removed: {:?}; {} in force",
-                    report.loaded,
-                    report.removed,
+                    "gateway: certificates loaded: {}; removed: {}; {} in force",
+                    hosts(&report.loaded),
+                    hosts(&report.removed),
                     self.store.len()
                 );
             }
@@ -107,4 +130,17 @@ impl BackgroundService for CertWatcher {
             }
         }
     }
+}
+
+/// A list of hostnames for a log line: all of them when few, else the
+/// first few and a count.
+fn hosts(names: &[String]) -> String {
+    if names.len() <= LOGGED_HOSTS {
+        return format!("{names:?}");
+    }
+    format!(
+        "{:?} and {} more",
+        &names[..LOGGED_HOSTS],
+        names.len() - LOGGED_HOSTS
+    )
 }

@@ -4,60 +4,13 @@
 mod support;
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use support::{Gateway, Response, free_port, send_on};
-use testkit::Upstream;
-
-/// A throwaway certificate authority.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    der: CertificateDer<'static>,
-}
-
-impl Ca {
-    fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            der: cert.der().clone(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// Writes `<file_stem>.crt` and `.key` for `names` into `dir`; returns
-    /// the certificate's DER.
-    fn issue(&self, dir: &Path, file_stem: &str, names: &[&str]) -> CertificateDer<'static> {
-        let params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        std::fs::write(dir.join(format!("{file_stem}.crt")), cert.pem()).unwrap();
-        std::fs::write(dir.join(format!("{file_stem}.key")), key.serialize_pem()).unwrap();
-        cert.der().clone()
-    }
-
-    fn client(&self, alpn: &[&[u8]]) -> Arc<ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.der.clone()).unwrap();
-        let mut config =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Arc::new(config)
-    }
-}
+use testkit::{TestCa as Ca, Upstream};
 
 /// The shared fixture, every pool on `upstream`: acme on a shard, globex
 /// with the custom domain erp.globex.example.
@@ -201,18 +154,7 @@ fn a_new_certificate_is_served_without_restart_and_a_removed_one_is_dropped() {
     let issued = tls
         .ca
         .issue(&hosts, "acme.app.example.test", &["acme.app.example.test"]);
-    let published = Instant::now();
-    let served = loop {
-        if let Ok(stream) = connect(&tls, "acme.app.example.test", &[]) {
-            break stream.conn.peer_certificates().unwrap()[0].clone();
-        }
-        assert!(
-            published.elapsed() < Duration::from_secs(10),
-            "new certificate not served"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    };
-    assert_eq!(served, issued);
+    wait_until_served(&tls, "acme.app.example.test", &issued);
 
     std::fs::remove_file(hosts.join("acme.app.example.test.crt")).unwrap();
     let removed = Instant::now();
@@ -223,6 +165,40 @@ fn a_new_certificate_is_served_without_restart_and_a_removed_one_is_dropped() {
         );
         std::thread::sleep(Duration::from_millis(25));
     }
+}
+
+/// Polls until `sni` gets the certificate `expected`, for at most 10 s
+/// (twice the gateway's full rescan of the directory).
+fn wait_until_served(tls: &Tls, sni: &str, expected: &CertificateDer<'static>) {
+    let published = Instant::now();
+    loop {
+        let served = connect(tls, sni, &[])
+            .ok()
+            .and_then(|s| s.conn.peer_certificates().map(|c| c[0].clone()));
+        if served.as_ref() == Some(expected) {
+            return;
+        }
+        assert!(
+            published.elapsed() < Duration::from_secs(10),
+            "{sni}: the published certificate was not served"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn a_certificate_rewritten_in_place_is_picked_up_by_the_full_rescan() {
+    let tls = start(true);
+    let hosts = tls.gateway.dir.path().join("hosts");
+    // Let the directory's own stamp settle, so only the periodic full
+    // rescan can notice a file rewritten in place (the directory's
+    // modification time does not change for that).
+    std::thread::sleep(Duration::from_millis(1500));
+    let renewed = tls
+        .ca
+        .issue(&hosts, "erp.globex.example", &["erp.globex.example"]);
+    assert_ne!(renewed, tls.globex_der);
+    wait_until_served(&tls, "erp.globex.example", &renewed);
 }
 
 #[test]

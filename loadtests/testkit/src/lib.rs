@@ -1,5 +1,6 @@
 //! Real servers for Switchyard's tests: throwaway PostgreSQL clusters, Redis servers and
-//! HTTP upstreams, each on a free port of 127.0.0.1 and gone when its handle drops.
+//! HTTP upstreams, each on a free port of 127.0.0.1 and gone when its handle drops, and a
+//! throwaway certificate authority for TLS tests.
 //!
 //! Nothing here is a mock. [`PgCluster`] runs the system's `initdb` and `postgres`,
 //! [`RedisServer`] runs `redis-server`, and [`Upstream`] is a hyper server speaking HTTP/1.1
@@ -34,10 +35,12 @@
 //! - `binary.rs`: finding `initdb`, `postgres`, `redis-server` and friends.
 //! - `account.rs`: which system user a server runs as.
 //! - `port.rs`: free loopback ports and the race for them.
+//! - `ca.rs`: [`TestCa`], certificates for TLS tests and a client that trusts them.
 //! - `error.rs`: [`TestkitError`].
 
 mod account;
 mod binary;
+mod ca;
 mod error;
 mod port;
 mod postgres;
@@ -47,6 +50,7 @@ pub mod reply;
 mod request;
 mod upstream;
 
+pub use ca::TestCa;
 pub use error::{Result, TestkitError};
 pub use postgres::{PgCluster, SUPERUSER};
 pub use redis::RedisServer;
