@@ -112,7 +112,7 @@ fn serve(config: &Config, upgrade: bool) -> ExitCode {
     match &config.source {
         Source::File { path } => match snapshot_file::load(path, config) {
             Ok(mut loaded) => {
-                for p in upstreams.attach(&mut loaded) {
+                for p in loaded.prepare(&upstreams, None) {
                     eprintln!("gateway: {p}");
                 }
                 metrics.snapshot_accepted(&mut loaded);

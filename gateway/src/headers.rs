@@ -37,6 +37,11 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 /// The host the client asked for.
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// The rate-limit policies applied (draft-ietf-httpapi-ratelimit-headers-11).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// What remains of each policy's quota.
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
 /// Headers the client may not set itself: any name with this prefix is
 /// removed unless the peer is a trusted proxy.
 pub const TENANT_PREFIX: &str = "x-tenant-";

@@ -29,6 +29,7 @@
 //! - [`access_log`]: the JSON access log, written off the request path.
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`, `/debug/route`).
 //! - [`request_id`]: keeping or generating `x-request-id`.
+//! - [`limits`]: per-tenant and per-client-IP rate limits (GCRA).
 //! - [`headers`]: header names, and editing the upstream request's headers cheaply.
 //! - [`server`]: the Pingora server and its services.
 //! - [`cli`]: flags and exit statuses; `main.rs` is a shim over it.
@@ -41,6 +42,7 @@ pub mod cli;
 pub mod config;
 pub mod file_stamp;
 pub mod headers;
+pub mod limits;
 pub mod metrics;
 pub mod problem;
 pub mod proxy;

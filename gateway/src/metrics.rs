@@ -42,6 +42,11 @@ pub struct Metrics {
     backends: IntGaugeVec,
     /// Access-log lines dropped because the writer fell behind.
     access_log_dropped: prometheus::IntCounter,
+    /// Rate-limit decisions: tenant allowed, tenant limited, ip allowed,
+    /// ip limited (`policy` and `decision` labels), resolved once.
+    rate_limits: std::sync::Arc<[IntCounter; 4]>,
+    /// Client addresses whose per-IP limit is being tracked.
+    tracked_ips: IntGauge,
 }
 
 /// Latency buckets from 0.5 ms to 30 s.
@@ -146,8 +151,32 @@ impl Metrics {
             "Access-log lines dropped because the output fell behind",
         )
         .expect("valid metric");
+        let rate_limit_vec = IntCounterVec::new(
+            Opts::new(
+                "switchyard_gateway_rate_limit_decisions_total",
+                "Rate-limit decisions by policy (tenant, ip) and decision (allowed, limited)",
+            ),
+            &["policy", "decision"],
+        )
+        .expect("valid metric");
+        let rate_limits = std::sync::Arc::new(
+            [
+                ("tenant", "allowed"),
+                ("tenant", "limited"),
+                ("ip", "allowed"),
+                ("ip", "limited"),
+            ]
+            .map(|(policy, decision)| rate_limit_vec.with_label_values(&[policy, decision])),
+        );
+        let tracked_ips = IntGauge::new(
+            "switchyard_gateway_rate_limit_tracked_ips",
+            "Client addresses whose per-IP rate limit is being tracked",
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rate_limit_vec) as Box<dyn prometheus::core::Collector>,
+            Box::new(tracked_ips.clone()),
+            Box::new(requests.clone()),
             Box::new(errors.clone()),
             Box::new(request_duration.clone()),
             Box::new(upstream_duration.clone()),
@@ -177,7 +206,20 @@ impl Metrics {
             certificates,
             backends,
             access_log_dropped,
+            rate_limits,
+            tracked_ips,
         }
+    }
+
+    /// Counts a rate-limit decision of the `ip` or the tenant policy.
+    pub fn rate_limit(&self, ip: bool, limited: bool) {
+        self.rate_limits[usize::from(ip) * 2 + usize::from(limited)].inc();
+    }
+
+    /// Records how many client addresses are tracked.
+    pub fn tracked_ips(&self, count: usize) {
+        self.tracked_ips
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// Counts an access-log line dropped under backpressure.

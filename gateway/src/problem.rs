@@ -110,6 +110,24 @@ impl Problem {
         }
     }
 
+    /// The tenant's request rate is over its plan's limit.
+    pub const TENANT_QUOTA_EXCEEDED: Self = Self::new(
+        429,
+        "quota-exceeded",
+        "Too Many Requests",
+        "This account's request rate limit (policy \"tenant\") is exceeded.",
+        Kind::User,
+    );
+
+    /// One client address's request rate is over the plan's per-IP limit.
+    pub const IP_QUOTA_EXCEEDED: Self = Self::new(
+        429,
+        "quota-exceeded",
+        "Too Many Requests",
+        "The request rate limit for one client address (policy \"ip\") is exceeded.",
+        Kind::User,
+    );
+
     /// A request body larger than the tenant's plan allows.
     pub const BODY_TOO_LARGE: Self = Self::new(
         413,
@@ -228,13 +246,26 @@ impl Problem {
     ///
     /// When the client connection is gone.
     pub async fn respond(&self, session: &mut Session, request_id: &RequestId) -> Result<()> {
+        self.respond_with(session, request_id, &[]).await
+    }
+
+    /// [`Self::respond`], adding `extra` headers (rate-limit state).
+    pub async fn respond_with(
+        &self,
+        session: &mut Session,
+        request_id: &RequestId,
+        extra: &[(&'static str, http::HeaderValue)],
+    ) -> Result<()> {
         let body = self.body(request_id.as_str());
-        let mut header = ResponseHeader::build(self.status, Some(5))?;
+        let mut header = ResponseHeader::build(self.status, Some(5 + extra.len()))?;
         header.insert_header("content-type", "application/problem+json")?;
         header.insert_header("content-length", body.len().to_string())?;
         header.insert_header("x-request-id", request_id.header().clone())?;
         if let Some(secs) = self.retry_after {
             header.insert_header("retry-after", secs.to_string())?;
+        }
+        for (name, value) in extra {
+            header.insert_header(*name, value.clone())?;
         }
         session
             .write_response_header(Box::new(header), false)

@@ -33,9 +33,10 @@ use http::header::{CONTENT_LENGTH, HOST};
 use crate::access_log::{AccessLog, Line};
 use crate::config::UpstreamConfig;
 use crate::headers::{
-    self, TENANT_PREFIX, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
-    X_TENANT_ID, X_TENANT_REGION, X_TENANT_SLUG, X_TENANT_TARGET,
+    self, RATELIMIT, RATELIMIT_POLICY, TENANT_PREFIX, X_FORWARDED_FOR, X_FORWARDED_HOST,
+    X_FORWARDED_PROTO, X_REQUEST_ID, X_TENANT_ID, X_TENANT_REGION, X_TENANT_SLUG, X_TENANT_TARGET,
 };
+use crate::limits::{self, IpLimits};
 use crate::metrics::Metrics;
 use crate::problem::{Kind, Problem};
 use crate::request_id::{self, RequestId};
@@ -57,6 +58,8 @@ pub struct Gateway {
     metrics: Metrics,
     /// The JSON access log, when enabled.
     access_log: Option<AccessLog>,
+    /// Per-client-IP rate-limit state, across snapshots.
+    ip_limits: Arc<IpLimits>,
 }
 
 impl Gateway {
@@ -67,6 +70,7 @@ impl Gateway {
         upstream: UpstreamConfig,
         metrics: Metrics,
         access_log: Option<AccessLog>,
+        ip_limits: Arc<IpLimits>,
     ) -> Self {
         Self {
             state,
@@ -74,7 +78,45 @@ impl Gateway {
             upstream,
             metrics,
             access_log,
+            ip_limits,
         }
+    }
+
+    /// Applies the per-IP and then the tenant limit (so a refused address
+    /// does not spend the tenant's quota). Returns the refusal, if any;
+    /// otherwise leaves the rate-limit headers in `ctx`.
+    fn limit(
+        &self,
+        loaded: &LoadedTable,
+        tenant: router::TenantRef<'_>,
+        client: Option<IpAddr>,
+        ctx: &mut RequestCtx,
+    ) -> Option<Problem> {
+        let now = limits::now_ns();
+        let ip = client.and_then(|ip| self.ip_limits.check(tenant, ip, now));
+        let mut applied = [None, None];
+        if let Some(ip) = ip {
+            let refused = ip.retry_after();
+            self.metrics.rate_limit(true, refused.is_some());
+            applied[1] = Some(ip);
+            if let Some(wait) = refused {
+                ctx.rate_headers = Some(limits::header_values(&[ip]));
+                return Some(Problem {
+                    retry_after: Some(limits::ceil_secs(wait) as u32),
+                    ..Problem::IP_QUOTA_EXCEEDED
+                });
+            }
+        }
+        let tenant = loaded.limits.check(tenant, now)?;
+        let refused = tenant.retry_after();
+        self.metrics.rate_limit(false, refused.is_some());
+        applied[0] = Some(tenant);
+        let applied: Vec<_> = applied.into_iter().flatten().collect();
+        ctx.rate_headers = Some(limits::header_values(&applied));
+        refused.map(|wait| Problem {
+            retry_after: Some(limits::ceil_secs(wait) as u32),
+            ..Problem::TENANT_QUOTA_EXCEEDED
+        })
     }
 
     /// Answers with `problem` and ends the request.
@@ -85,7 +127,15 @@ impl Gateway {
         problem: Problem,
     ) -> Result<bool> {
         ctx.problem = Some(problem.kind);
-        problem.respond(session, &ctx.request_id).await?;
+        match ctx.rate_headers.take() {
+            Some((policy, state)) => {
+                let extra = [("ratelimit-policy", policy), ("ratelimit", state)];
+                problem
+                    .respond_with(session, &ctx.request_id, &extra)
+                    .await?;
+            }
+            None => problem.respond(session, &ctx.request_id).await?,
+        }
         Ok(true)
     }
 
@@ -127,6 +177,24 @@ pub struct RequestCtx {
     max_body: u64,
     /// Request body bytes seen so far.
     body_bytes: u64,
+    /// `RateLimit-Policy` and `RateLimit` for the response.
+    rate_headers: Option<(HeaderValue, HeaderValue)>,
+}
+
+/// The client a per-IP limit counts: the peer, or behind a trusted proxy
+/// the address that proxy saw (the last `x-forwarded-for` entry).
+fn client_ip(req: &RequestHeader, peer: Option<IpAddr>, trusted: bool) -> Option<IpAddr> {
+    if trusted
+        && let Some(forwarded) = req.headers.get(X_FORWARDED_FOR)
+        && let Some(last) = forwarded
+            .to_str()
+            .ok()
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return Some(last);
+    }
+    peer
 }
 
 /// RFC 9110 idempotent methods: retried once on another backend when the
@@ -221,6 +289,10 @@ impl ProxyHttp for Gateway {
             .is_some_and(|len| len > decision.tenant.plan().max_body_bytes);
         ctx.max_body = decision.tenant.plan().max_body_bytes;
         ctx.table = Some(loaded.clone());
+        let client = client_ip(req, peer, ctx.trusted);
+        if let Some(refused) = self.limit(&loaded, decision.tenant, client, ctx) {
+            return self.refuse(session, ctx, refused).await;
+        }
         if too_large {
             return self.refuse(session, ctx, Problem::BODY_TOO_LARGE).await;
         }
@@ -392,8 +464,13 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let id = ctx.request_id.header().clone();
-        headers::edit_response(upstream_response, 1, |headers| {
+        let rate = ctx.rate_headers.take();
+        headers::edit_response(upstream_response, 3, |headers| {
             headers.insert(X_REQUEST_ID, id);
+            if let Some((policy, state)) = rate {
+                headers.insert(RATELIMIT_POLICY, policy);
+                headers.insert(RATELIMIT, state);
+            }
         });
         Ok(())
     }

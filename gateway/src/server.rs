@@ -15,6 +15,7 @@ use crate::access_log::AccessLog;
 use crate::admin::Admin;
 use crate::cert_store::CertStore;
 use crate::config::{Config, Source};
+use crate::limits::{IpLimits, IpSweeper};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::snapshot_watch::SnapshotWatcher;
@@ -61,6 +62,11 @@ pub fn build(
     certs: Arc<CertStore>,
     upstreams: Arc<Upstreams>,
 ) -> pingora::Result<()> {
+    let ip_limits = Arc::new(IpLimits::default());
+    server.add_service(background_service(
+        "ip limit sweeper",
+        IpSweeper::new(ip_limits.clone(), metrics.clone()),
+    ));
     let gateway = Gateway::new(
         state.clone(),
         config.trusted_proxies.clone(),
@@ -69,6 +75,7 @@ pub fn build(
         config
             .access_log
             .then(|| AccessLog::start(std::io::stdout(), metrics.clone())),
+        ip_limits,
     );
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");

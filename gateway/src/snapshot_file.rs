@@ -8,8 +8,9 @@ use std::path::Path;
 use router::{BuildOptions, RegionIdx, RoutingTable, Snapshot};
 
 use crate::config::Config;
+use crate::limits::TenantLimits;
 use crate::metrics::RequestCounters;
-use crate::upstreams::Balancers;
+use crate::upstreams::{Balancers, Upstreams};
 
 /// A routing table and this gateway's region in it.
 #[derive(Debug)]
@@ -22,6 +23,22 @@ pub struct LoadedTable {
     pub balancers: Balancers,
     /// Request counters per target; empty until the snapshot is accepted.
     pub counters: RequestCounters,
+    /// Each tenant's rate-limit state; empty until prepared for serving.
+    pub limits: TenantLimits,
+}
+
+impl LoadedTable {
+    /// Readies the table for serving: a balancer per pool, and each
+    /// tenant's rate-limit state carried over from `previous` (the table in
+    /// force, if any). Returns what could not be set up.
+    pub fn prepare(
+        &mut self,
+        upstreams: &Upstreams,
+        previous: Option<&LoadedTable>,
+    ) -> Vec<String> {
+        self.limits = TenantLimits::for_table(&self.table, previous.map(|p| (&p.table, &p.limits)));
+        upstreams.attach(self)
+    }
 }
 
 /// Why a snapshot file cannot be used. Each string is one problem, ready
@@ -77,5 +94,6 @@ pub fn load(path: &Path, config: &Config) -> Result<LoadedTable, SnapshotRejecte
         region,
         balancers: Balancers::default(),
         counters: RequestCounters::default(),
+        limits: TenantLimits::default(),
     })
 }

@@ -71,10 +71,11 @@ impl BackgroundService for SnapshotWatcher {
             let path = self.path.clone();
             let config = self.config.clone();
             let upstreams = self.upstreams.clone();
+            let previous = self.state.current();
             // Building a large table takes a while: keep it off the runtime.
             let loaded = tokio::task::spawn_blocking(move || {
                 let mut loaded = snapshot_file::load(&path, &config)?;
-                for p in upstreams.attach(&mut loaded) {
+                for p in loaded.prepare(&upstreams, previous.as_deref()) {
                     eprintln!("gateway: {p}");
                 }
                 Ok::<_, snapshot_file::SnapshotRejected>(loaded)

@@ -249,7 +249,7 @@ pub fn snapshot(version: u64, shard_a: &str, shard_b: &str, dedicated: &str) -> 
         r#"
 version = {version}
 regions = [{{ name = "eu-west" }}]
-plans = [{{ name = "p", rate_per_sec = 100, burst = 100, max_body_bytes = 1024 }}]
+plans = [{{ name = "p", rate_per_sec = 1000000, burst = 1000000, max_body_bytes = 1024 }}]
 
 [[targets]]
 id = "shard-a"
