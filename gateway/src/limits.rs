@@ -33,10 +33,15 @@ use router::{Plan, RoutingTable, TenantRef};
 
 /// Nanoseconds since the process's limit clock started.
 pub fn now_ns() -> u64 {
+    ns_at(Instant::now())
+}
+
+/// `at` on the limit clock, for a caller that has just read the time.
+pub fn ns_at(at: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     // Start a second in, so "rested" (TAT 0) is always in the past.
     let epoch = *EPOCH.get_or_init(|| Instant::now() - Duration::from_secs(1));
-    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    u64::try_from(at.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// One limit: a rate and the burst above it.
@@ -384,6 +389,51 @@ mod tests {
         );
         assert_eq!(tat.load(Ordering::Relaxed), before);
         assert!(allowed(limit.check(&tat, now + SEC / 2)));
+    }
+
+    fn table(tenants: &[&str]) -> RoutingTable {
+        let mut text = String::from(
+            "version = 1\nregions = [{ name = \"eu\" }]\n\
+             plans = [{ name = \"p\", rate_per_sec = 10, burst = 1, max_body_bytes = 1 }]\n\
+             [[targets]]\nid = \"s\"\nkind = \"shard\"\nregion = \"eu\"\n\
+             pools = { eu = [\"127.0.0.1:1\"] }\n",
+        );
+        for id in tenants {
+            text.push_str(&format!(
+                "[[tenants]]\nid = \"{id}\"\nslug = \"{id}\"\nplan = \"p\"\n\
+                 region = \"eu\"\ntarget = \"s\"\n"
+            ));
+        }
+        let snapshot = router::Snapshot::from_toml(&text).unwrap();
+        RoutingTable::build(
+            &snapshot,
+            &router::BuildOptions {
+                base_domains: vec![],
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_reload_carries_each_tenants_state_over_by_id() {
+        let old_table = table(&["a", "b"]);
+        let old = TenantLimits::for_table(&old_table, None);
+        let now = 30 * SEC;
+        let b = old_table.tenant_by_id("b").unwrap();
+        assert!(allowed(old.check(b, now).unwrap().decision));
+        assert!(allowed(old.check(b, now).unwrap().decision));
+        assert!(!allowed(old.check(b, now).unwrap().decision));
+
+        // b moves to another index; c is new.
+        let new_table = table(&["c", "b", "a"]);
+        let new = TenantLimits::for_table(&new_table, Some((&old_table, &old)));
+        let b = new_table.tenant_by_id("b").unwrap();
+        assert!(
+            !allowed(new.check(b, now).unwrap().decision),
+            "b keeps its spent quota"
+        );
+        let c = new_table.tenant_by_id("c").unwrap();
+        assert!(allowed(new.check(c, now).unwrap().decision));
     }
 
     #[test]
