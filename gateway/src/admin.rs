@@ -10,9 +10,9 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use router::RouteRequest;
 
+use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::state::RoutingState;
-use crate::upstreams::now_ms;
 
 /// The admin HTTP app.
 #[derive(Debug)]

@@ -48,15 +48,11 @@ pub const TENANT_PREFIX: &str = "x-tenant-";
 
 /// Runs `edit` on the headers of the upstream request `req`, with room for
 /// `additional` more, keeping its method, target, version and extensions.
-///
-/// # Errors
-///
-/// Whatever `edit` returns; the request is put back together either way.
-pub fn edit_upstream<E>(
+pub fn edit_upstream(
     req: &mut RequestHeader,
     additional: usize,
-    edit: impl FnOnce(&mut HeaderMap) -> Result<(), E>,
-) -> Result<(), E> {
+    edit: impl FnOnce(&mut HeaderMap),
+) {
     // A target the URI cannot carry (absolute-form, bytes that are not
     // UTF-8) lives beside it in the header; keep it to restore afterwards.
     let raw_target = {
@@ -68,7 +64,7 @@ pub fn edit_upstream<E>(
     let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts = http::request::Parts::from(std::mem::replace(req, empty));
     parts.headers.reserve(additional);
-    let edited = edit(&mut parts.headers);
+    edit(&mut parts.headers);
     *req = RequestHeader::from(parts);
     if let Some(raw) = raw_target {
         // It was accepted when the request was read, so it parses again.
@@ -77,7 +73,6 @@ pub fn edit_upstream<E>(
     if let Some(end_stream) = end_stream {
         req.set_send_end_stream(end_stream);
     }
-    edited
 }
 
 /// Runs `edit` on the headers of the response `resp`, with room for
@@ -201,9 +196,7 @@ mod tests {
         req.insert_header("X-Custom", "1").unwrap();
         edit_upstream(&mut req, 1, |headers| {
             headers.insert(X_TENANT_ID, HeaderValue::from_static("t-1"));
-            Ok::<_, ()>(())
-        })
-        .unwrap();
+        });
         assert_eq!(req.method, "POST");
         assert_eq!(req.raw_path(), b"/a/b?c=d");
         assert_eq!(req.headers["content-type"], "text/plain");
@@ -234,7 +227,7 @@ mod tests {
     fn an_absolute_form_target_survives_an_edit() {
         let mut req = RequestHeader::build("GET", b"http://a.example/x?y", None).unwrap();
         let before = req.raw_path().to_vec();
-        edit_upstream(&mut req, 0, |_| Ok::<_, ()>(())).unwrap();
+        edit_upstream(&mut req, 0, |_| {});
         assert_eq!(req.raw_path(), &before[..]);
     }
 }

@@ -29,6 +29,7 @@
 //! - [`access_log`]: the JSON access log, written off the request path.
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`, `/debug/route`).
 //! - [`request_id`]: keeping or generating `x-request-id`.
+//! - [`clock`]: the monotonic clock of breakers and limits.
 //! - [`limits`]: per-tenant and per-client-IP rate limits (GCRA).
 //! - [`headers`]: header names, and editing the upstream request's headers cheaply.
 //! - [`server`]: the Pingora server and its services.
@@ -39,6 +40,7 @@ pub mod admin;
 pub mod cert_store;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod file_stamp;
 pub mod headers;

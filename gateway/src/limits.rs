@@ -23,26 +23,15 @@
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::OnceLock;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dashmap::DashMap;
+
+use crate::clock;
 use http::HeaderValue;
 use router::{Plan, RoutingTable, TenantRef};
-
-/// Nanoseconds since the process's limit clock started.
-pub fn now_ns() -> u64 {
-    ns_at(Instant::now())
-}
-
-/// `at` on the limit clock, for a caller that has just read the time.
-pub fn ns_at(at: Instant) -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    // Start a second in, so "rested" (TAT 0) is always in the past.
-    let epoch = *EPOCH.get_or_init(|| Instant::now() - Duration::from_secs(1));
-    u64::try_from(at.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
-}
 
 /// One limit: a rate and the burst above it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +74,7 @@ impl Gcra {
         }
     }
 
-    /// Decides one request at `now` (see [`now_ns`]) against the key's `tat`.
+    /// Decides one request at `now` (see [`clock::now_ns`]) against the key's `tat`.
     pub fn check(&self, tat: &AtomicU64, now: u64) -> Decision {
         let mut current = tat.load(Ordering::Acquire);
         loop {
@@ -329,7 +318,7 @@ impl pingora::services::background::BackgroundService for IpSweeper {
                 _ = shutdown.changed() => return,
             }
             let limits = self.limits.clone();
-            let _ = tokio::task::spawn_blocking(move || limits.sweep(now_ns())).await;
+            let _ = tokio::task::spawn_blocking(move || limits.sweep(clock::now_ns())).await;
             self.metrics.tracked_ips(self.limits.len());
         }
     }

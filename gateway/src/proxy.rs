@@ -31,6 +31,7 @@ use http::HeaderValue;
 use http::header::{CONTENT_LENGTH, HOST};
 
 use crate::access_log::{AccessLog, Line};
+use crate::clock;
 use crate::config::UpstreamConfig;
 use crate::headers::{
     self, RATELIMIT, RATELIMIT_POLICY, TENANT_PREFIX, X_FORWARDED_FOR, X_FORWARDED_HOST,
@@ -43,7 +44,7 @@ use crate::request_id::{self, RequestId};
 use crate::snapshot_file::LoadedTable;
 use crate::state::RoutingState;
 use crate::tls::Sni;
-use crate::upstreams::{BackendState, ms_at};
+use crate::upstreams::BackendState;
 
 /// The proxy service's shared state.
 #[derive(Debug)]
@@ -93,13 +94,11 @@ impl Gateway {
         ctx: &mut RequestCtx,
     ) -> Option<Problem> {
         // The request's arrival, read once already: one clock read less.
-        let now = ctx.started.map_or_else(limits::now_ns, limits::ns_at);
+        let now = ctx.started.map_or_else(clock::now_ns, clock::ns_at);
         let ip = client.and_then(|ip| self.ip_limits.check(tenant, ip, now));
-        let mut applied = [None, None];
         if let Some(ip) = ip {
             let refused = ip.retry_after();
             self.metrics.rate_limit(true, refused.is_some());
-            applied[1] = Some(ip);
             if let Some(wait) = refused {
                 ctx.rate_headers = Some(limits::header_values(&[ip]));
                 return Some(Problem {
@@ -111,9 +110,10 @@ impl Gateway {
         let tenant = loaded.limits.check(tenant, now)?;
         let refused = tenant.retry_after();
         self.metrics.rate_limit(false, refused.is_some());
-        applied[0] = Some(tenant);
-        let applied: Vec<_> = applied.into_iter().flatten().collect();
-        ctx.rate_headers = Some(limits::header_values(&applied));
+        ctx.rate_headers = Some(match ip {
+            Some(ip) => limits::header_values(&[tenant, ip]),
+            None => limits::header_values(&[tenant]),
+        });
         refused.map(|wait| Problem {
             retry_after: Some(limits::ceil_secs(wait) as u32),
             ..Problem::TENANT_QUOTA_EXCEEDED
@@ -318,7 +318,7 @@ impl ProxyHttp for Gateway {
             .or_err(ErrorType::InternalError, "decided pool has no balancer")?;
         let started = Instant::now();
         let tried = ctx.backend.as_ref().map(|b| b.addr);
-        let chosen = match pool.select(tried, ms_at(started)) {
+        let chosen = match pool.select(tried, clock::ms_at(started)) {
             Some(chosen) => chosen,
             // The retry of a failed connect found no other backend: the
             // client gets the connect failure (502), not "no backend" (503).
@@ -416,8 +416,8 @@ impl ProxyHttp for Gateway {
                     None => headers.remove(X_FORWARDED_HOST),
                 };
             }
-            Ok(())
-        })
+        });
+        Ok(())
     }
 
     async fn request_body_filter(
@@ -484,7 +484,7 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         if let Some(backend) = &ctx.backend {
-            backend.breaker.failure(crate::upstreams::now_ms());
+            backend.breaker.failure(clock::now_ms());
         }
         if ctx.idempotent && ctx.retries == 0 {
             ctx.retries += 1;
@@ -505,7 +505,7 @@ impl ProxyHttp for Gateway {
         if e.esource() == &ErrorSource::Upstream
             && let Some(backend) = &ctx.backend
         {
-            backend.breaker.failure(crate::upstreams::now_ms());
+            backend.breaker.failure(clock::now_ms());
         }
         // Pingora's own rule: only idempotent requests with their body
         // still buffered may be retried on a fresh connection.

@@ -17,8 +17,8 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::FutureExt;
 use pingora::lb::discovery::Static;
@@ -29,18 +29,6 @@ use router::RoutingTable;
 
 use crate::config::UpstreamConfig;
 use crate::snapshot_file::LoadedTable;
-
-/// Milliseconds since the process started: the breakers' clock.
-pub fn now_ms() -> u64 {
-    ms_at(Instant::now())
-}
-
-/// `at` on the breakers' clock, for a caller that has just read the time.
-pub fn ms_at(at: Instant) -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    at.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
-        .as_millis() as u64
-}
 
 /// One backend's circuit breaker. Lock-free: the request path only touches
 /// atomics. Methods take the time so tests can drive the clock.

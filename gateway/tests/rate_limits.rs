@@ -93,8 +93,8 @@ fn a_tenant_over_its_plan_gets_429_with_the_headers_and_others_are_untouched() {
         refused.header("content-type"),
         Some("application/problem+json")
     );
-    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
-    assert!((1..=1).contains(&retry), "retry-after {retry}");
+    // At 5/s a token comes back within 200 ms, rounded up to a second.
+    assert_eq!(refused.header("retry-after"), Some("1"));
     assert_eq!(
         refused.header("ratelimit-policy"),
         Some(r#""tenant";q=5;w=1"#)

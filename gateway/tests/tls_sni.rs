@@ -218,23 +218,12 @@ fn https_status(
     sni: &str,
     host: &str,
 ) -> Result<u16, String> {
-    use std::io::{Read, Write};
     let tcp = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     tcp.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
     let name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
     let conn = ClientConnection::new(config, name).map_err(|e| e.to_string())?;
-    let mut stream = StreamOwned::new(conn, tcp);
-    write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("write: {e}"))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("read: {e}"))?;
-    support::status_of(&raw)
+    support::try_get_on(StreamOwned::new(conn, tcp), host)
 }
 
 #[test]

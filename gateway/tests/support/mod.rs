@@ -214,10 +214,16 @@ pub fn send_on(mut stream: impl Read + Write, head: &str) -> Response {
 /// Like [`get`], but a connection error is returned, not a panic: for
 /// request loops that must count refused or reset connections.
 pub fn try_get(addr: SocketAddr, host: &str) -> Result<u16, String> {
-    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    let stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
+    try_get_on(stream, host)
+}
+
+/// `GET /` for `host` on `stream` (plain or TLS), closing it; the status,
+/// or what failed.
+pub fn try_get_on(mut stream: impl Read + Write, host: &str) -> Result<u16, String> {
     write!(
         stream,
         "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
