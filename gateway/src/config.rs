@@ -481,9 +481,16 @@ impl RawConfig {
         };
 
         let redis = self.redis.map(|r| {
-            if !(r.url.starts_with("redis://") || r.url.starts_with("rediss://")) {
-                // The URL may contain a password: do not echo it.
-                p.push("redis.url", "must start with redis:// or rediss://");
+            // The URL may contain a password: never echo it.
+            if r.url.starts_with("rediss://") {
+                p.push(
+                    "redis.url",
+                    "TLS to Redis (rediss://) is not supported yet; use redis:// on a private network or through a local TLS tunnel",
+                );
+            } else if !r.url.starts_with("redis://") {
+                p.push("redis.url", "must start with redis://");
+            } else if redis::Client::open(r.url.as_str()).is_err() {
+                p.push("redis.url", "is not a valid Redis URL (expected redis://[user:password@]host[:port][/db])");
             }
             RedisConfig { url: r.url }
         });

@@ -31,6 +31,7 @@
 //! - [`request_id`]: keeping or generating `x-request-id`.
 //! - [`clock`]: the monotonic clock of breakers and limits.
 //! - [`limits`]: per-tenant and per-client-IP rate limits (GCRA).
+//! - [`shared_limits`]: tenant limits shared by the gateways on one Redis.
 //! - [`headers`]: header names, and editing the upstream request's headers cheaply.
 //! - [`server`]: the Pingora server and its services.
 //! - [`cli`]: flags and exit statuses; `main.rs` is a shim over it.
@@ -50,6 +51,7 @@ pub mod problem;
 pub mod proxy;
 pub mod request_id;
 pub mod server;
+pub mod shared_limits;
 pub mod snapshot_file;
 pub mod snapshot_watch;
 pub mod state;

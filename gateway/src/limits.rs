@@ -18,13 +18,20 @@
 //!   capped in size: past the cap, new addresses are not tracked (admitted)
 //!   and counted, so a flood of addresses cannot exhaust memory.
 //!
-//! The shared limits through Redis (issue 4's second part) will build on
-//! these: each gateway keeps deciding locally, against a share of the rate.
+//! With Redis, limits are shared across gateways without a round trip per
+//! request: each gateway keeps deciding locally, against its *share* of
+//! each tenant's rate, and [`crate::shared_limits`] resets the shares a
+//! few times a second from every gateway's demand. A share scales the
+//! emission interval only: the tolerance (burst / rate, in time) stays the
+//! plan's, so the shares of all gateways add up to the plan's rate and
+//! burst.
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -71,6 +78,19 @@ impl Gcra {
             rate_per_sec,
             emission_ns,
             tolerance_ns: emission_ns.saturating_mul(u64::from(burst)),
+        }
+    }
+
+    /// This limit for a gateway holding `share` millionths of it: the same
+    /// tolerance in time, a longer emission interval.
+    pub fn scaled(self, share: u32) -> Self {
+        if share >= WHOLE {
+            return self;
+        }
+        let emission = u128::from(self.emission_ns) * u128::from(WHOLE) / u128::from(share.max(1));
+        Self {
+            emission_ns: u64::try_from(emission).unwrap_or(u64::MAX / 4),
+            ..self
         }
     }
 
@@ -181,39 +201,166 @@ pub fn ip_limit(plan: &Plan) -> Option<Gcra> {
     plan.ip_rate_per_sec.map(|rate| Gcra::new(rate, rate))
 }
 
-/// Each tenant's TAT, by tenant index in one snapshot.
+/// A whole limit, in millionths: the share of a gateway limiting alone.
+pub const WHOLE: u32 = 1_000_000;
+
+/// Sharing state common to every snapshot's [`TenantLimits`] of one
+/// process.
+#[derive(Debug)]
+pub struct Sharing {
+    /// The share of tenants without one of their own, in millionths.
+    base: AtomicU32,
+    /// Whether requests are counted for the shared-limit sync.
+    counting: AtomicBool,
+}
+
+impl Default for Sharing {
+    fn default() -> Self {
+        Self {
+            base: AtomicU32::new(WHOLE),
+            counting: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Sharing {
+    /// Starts counting each tenant's requests for the sync.
+    pub fn start_counting(&self) {
+        self.counting.store(true, Ordering::Relaxed);
+    }
+
+    /// Sets the share of every tenant without one of its own.
+    pub fn set_base(&self, share: u32) {
+        self.base.store(share.clamp(1, WHOLE), Ordering::Relaxed);
+    }
+
+    /// The share of every tenant without one of its own.
+    pub fn base(&self) -> u32 {
+        self.base.load(Ordering::Relaxed)
+    }
+}
+
+/// Each tenant's TAT, by tenant index in one snapshot, with this
+/// gateway's share of the tenant's rate and the requests it offered since
+/// the last sync.
 #[derive(Debug, Default)]
 pub struct TenantLimits {
     tats: Box<[AtomicU64]>,
+    /// Millionths of the plan's rate; 0 = the [`Sharing`] base.
+    shares: Box<[AtomicU32]>,
+    /// Requests since the last sync, when counting.
+    offered: Box<[AtomicU32]>,
+    /// Indexes whose `offered` went from 0 to 1 since the last sync.
+    active: Mutex<Vec<u32>>,
+    sharing: Arc<Sharing>,
 }
 
 impl TenantLimits {
     /// TATs for every tenant of `table`, carried over by tenant id from
     /// `previous` (the table in force and its limits) so a reload neither
-    /// forgets a busy tenant nor hands it a fresh burst.
+    /// forgets a busy tenant nor hands it a fresh burst. Shares carry over
+    /// too; the [`Sharing`] state is the previous one's, or a new one.
     pub fn for_table(table: &RoutingTable, previous: Option<(&RoutingTable, &Self)>) -> Self {
-        let tats = table
-            .tenants()
-            .map(|tenant| {
-                let inherited = previous.and_then(|(old_table, old)| {
-                    let old_tenant = old_table.tenant_by_id(tenant.id())?;
-                    old.tats.get(old_tenant.index() as usize)
-                });
-                AtomicU64::new(inherited.map_or(0, |t| t.load(Ordering::Acquire)))
-            })
-            .collect();
-        Self { tats }
+        let count = table.tenant_count();
+        let mut tats = Vec::with_capacity(count);
+        let mut shares = Vec::with_capacity(count);
+        for tenant in table.tenants() {
+            let inherited = previous.and_then(|(old_table, old)| {
+                let i = old_table.tenant_by_id(tenant.id())?.index() as usize;
+                Some((old.tats.get(i)?, old.shares.get(i)?))
+            });
+            let (tat, share) = inherited.map_or((0, 0), |(t, s)| {
+                (t.load(Ordering::Acquire), s.load(Ordering::Relaxed))
+            });
+            tats.push(AtomicU64::new(tat));
+            shares.push(AtomicU32::new(share));
+        }
+        Self {
+            tats: tats.into(),
+            shares: shares.into(),
+            offered: (0..count).map(|_| AtomicU32::new(0)).collect(),
+            active: Mutex::default(),
+            sharing: previous.map_or_else(Arc::default, |(_, old)| old.sharing.clone()),
+        }
+    }
+
+    /// The sharing state these limits follow.
+    pub fn sharing(&self) -> &Arc<Sharing> {
+        &self.sharing
     }
 
     /// Decides one request of `tenant` at `now`.
     pub fn check(&self, tenant: TenantRef<'_>, now: u64) -> Option<Applied> {
-        let tat = self.tats.get(tenant.index() as usize)?;
+        let index = tenant.index() as usize;
+        let tat = self.tats.get(index)?;
         let limit = tenant_limit(tenant.plan());
+        if self.sharing.counting.load(Ordering::Relaxed)
+            && self.offered[index].fetch_add(1, Ordering::Relaxed) == 0
+        {
+            self.active
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(index as u32);
+        }
         Some(Applied {
             policy: "tenant",
             limit,
-            decision: limit.check(tat, now),
+            decision: limit.scaled(self.share(index)).check(tat, now),
         })
+    }
+
+    fn share(&self, index: usize) -> u32 {
+        match self.shares[index].load(Ordering::Relaxed) {
+            0 => self.sharing.base(),
+            own => own,
+        }
+    }
+
+    /// Takes the requests each tenant offered since the last call, as
+    /// (tenant index, count) pairs.
+    pub fn take_offered(&self) -> Vec<(u32, u32)> {
+        let active = std::mem::take(
+            &mut *self
+                .active
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        active
+            .into_iter()
+            .map(|i| (i, self.offered[i as usize].swap(0, Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Gives the tenant at `index` `share` millionths of its plan's rate
+    /// (0: back to the base share), rescaling the debt it has run up so
+    /// that it means the same number of requests under the new share.
+    pub fn set_share(&self, index: u32, share: u32, now: u64) {
+        let index = index as usize;
+        let (Some(slot), Some(tat)) = (self.shares.get(index), self.tats.get(index)) else {
+            return;
+        };
+        let before = self.share(index);
+        slot.store(share.min(WHOLE), Ordering::Relaxed);
+        let after = self.share(index);
+        if before == after {
+            return;
+        }
+        let _ = tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+            let debt = t.checked_sub(now).filter(|d| *d > 0)?;
+            let scaled = u128::from(debt) * u128::from(before) / u128::from(after.max(1));
+            Some(
+                now + u64::try_from(scaled)
+                    .unwrap_or(u64::MAX / 4)
+                    .min(u64::MAX / 4),
+            )
+        });
+    }
+
+    /// The tenant at `index`'s share in millionths, for tests and metrics.
+    pub fn share_of(&self, index: u32) -> Option<u32> {
+        (index as usize)
+            .lt(&self.shares.len())
+            .then(|| self.share(index as usize))
     }
 }
 
@@ -423,6 +570,37 @@ mod tests {
         );
         let c = new_table.tenant_by_id("c").unwrap();
         assert!(allowed(new.check(c, now).unwrap().decision));
+    }
+
+    #[test]
+    fn a_share_scales_the_rate_and_a_new_share_rescales_the_debt() {
+        let t = table(&["a"]);
+        let limits = TenantLimits::for_table(&t, None);
+        let a = t.tenant_by_id("a").unwrap();
+        let now = 40 * SEC;
+        // Half of 10/s, burst 1: tolerance 0.1 s, emission 0.2 s.
+        limits.set_share(a.index(), WHOLE / 2, now);
+        let admitted = (0..10)
+            .filter(|_| allowed(limits.check(a, now).unwrap().decision))
+            .count();
+        assert_eq!(admitted, 1);
+        // The 0.2 s of debt is one request at half the rate; at the whole
+        // rate that request is 0.1 s of debt, so the burst fits one more.
+        limits.set_share(a.index(), WHOLE, now);
+        assert_eq!(limits.share_of(a.index()), Some(WHOLE));
+        assert!(allowed(limits.check(a, now).unwrap().decision));
+        assert!(!allowed(limits.check(a, now).unwrap().decision));
+        // Counting is off until the sync starts it.
+        assert!(limits.take_offered().is_empty());
+        limits.sharing().start_counting();
+        limits.check(a, now);
+        limits.check(a, now);
+        assert_eq!(limits.take_offered(), vec![(a.index(), 2)]);
+        assert!(limits.take_offered().is_empty());
+        // The base share applies to tenants without one.
+        limits.set_share(a.index(), 0, now);
+        limits.sharing().set_base(WHOLE / 4);
+        assert_eq!(limits.share_of(a.index()), Some(WHOLE / 4));
     }
 
     #[test]

@@ -47,6 +47,14 @@ pub struct Metrics {
     rate_limits: std::sync::Arc<[IntCounter; 4]>,
     /// Client addresses whose per-IP limit is being tracked.
     tracked_ips: IntGauge,
+    /// 1 while tenant limits are shared through Redis, 0 otherwise.
+    limits_shared: IntGauge,
+    /// Gateways sharing the limits, as last seen in Redis.
+    live_gateways: IntGauge,
+    /// Switches from shared to local limits.
+    limit_fallbacks: IntCounter,
+    /// Failed Redis operations, by operation.
+    redis_errors: IntCounterVec,
 }
 
 /// Latency buckets from 0.5 ms to 30 s.
@@ -173,8 +181,35 @@ impl Metrics {
             "Client addresses whose per-IP rate limit is being tracked",
         )
         .expect("valid metric");
+        let limits_shared = IntGauge::new(
+            "switchyard_gateway_rate_limit_shared",
+            "1 while tenant rate limits are shared with other gateways through Redis",
+        )
+        .expect("valid metric");
+        let live_gateways = IntGauge::new(
+            "switchyard_gateway_rate_limit_gateways",
+            "Gateways sharing tenant rate limits, as last seen in Redis",
+        )
+        .expect("valid metric");
+        let limit_fallbacks = IntCounter::new(
+            "switchyard_gateway_rate_limit_fallbacks_total",
+            "Switches from limits shared through Redis to limits local to this gateway",
+        )
+        .expect("valid metric");
+        let redis_errors = IntCounterVec::new(
+            Opts::new(
+                "switchyard_gateway_redis_errors_total",
+                "Failed or timed-out Redis operations, by operation",
+            ),
+            &["operation"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(rate_limit_vec) as Box<dyn prometheus::core::Collector>,
+            Box::new(limits_shared.clone()),
+            Box::new(live_gateways.clone()),
+            Box::new(limit_fallbacks.clone()),
+            Box::new(redis_errors.clone()),
             Box::new(tracked_ips.clone()),
             Box::new(requests.clone()),
             Box::new(errors.clone()),
@@ -208,7 +243,27 @@ impl Metrics {
             access_log_dropped,
             rate_limits,
             tracked_ips,
+            limits_shared,
+            live_gateways,
+            limit_fallbacks,
+            redis_errors,
         }
+    }
+
+    /// Records whether limits are shared now, and by how many gateways.
+    pub fn shared_limits(&self, shared: bool, gateways: u32) {
+        self.limits_shared.set(i64::from(shared));
+        self.live_gateways.set(i64::from(gateways));
+    }
+
+    /// Counts a switch from shared to local limits.
+    pub fn shared_limits_fallback(&self) {
+        self.limit_fallbacks.inc();
+    }
+
+    /// Counts a failed Redis `operation` (a constant: bounded label).
+    pub fn redis_error(&self, operation: &'static str) {
+        self.redis_errors.with_label_values(&[operation]).inc();
     }
 
     /// Counts a rate-limit decision of the `ip` or the tenant policy.

@@ -18,6 +18,7 @@ use crate::config::{Config, Source};
 use crate::limits::{IpLimits, IpSweeper};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
+use crate::shared_limits::SharedLimits;
 use crate::snapshot_watch::SnapshotWatcher;
 use crate::state::RoutingState;
 use crate::tls::{self, CertWatcher};
@@ -107,6 +108,13 @@ pub fn build(
         "health checks",
         upstreams.health_service(),
     ));
+
+    if let Some(redis) = &config.redis {
+        server.add_service(background_service(
+            "shared rate limits",
+            SharedLimits::new(redis.url.clone(), state.clone(), metrics.clone()),
+        ));
+    }
 
     if let Source::File { path } = &config.source {
         let watcher = SnapshotWatcher::new(

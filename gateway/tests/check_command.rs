@@ -82,7 +82,7 @@ circuit_failures = 0
         "gateway.trusted_proxies[1]: \"not-a-cidr\" is not a CIDR",
         "gateway.https_listen: needs a [tls] section with certificates",
         "source.url: \"ftp://admin\" is not an http:// or https:// URL",
-        "redis.url: must start with redis:// or rediss://",
+        "redis.url: must start with redis://",
         "upstream.connect_timeout_ms: must be at least 1",
         "upstream.circuit_failures: must be at least 1",
     ] {

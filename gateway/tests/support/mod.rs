@@ -25,6 +25,9 @@ pub struct Gateway {
     /// Lines the gateway wrote to stdout (the access log), drained by a
     /// thread so the pipe never fills.
     pub stdout: Arc<Mutex<Vec<String>>>,
+    /// Lines the gateway wrote to stderr (its operational log), also
+    /// echoed to the test's stderr.
+    pub stderr: Arc<Mutex<Vec<String>>>,
     pub snapshot: PathBuf,
     pub config: PathBuf,
     pub dir: tempfile::TempDir,
@@ -79,6 +82,7 @@ pid_file = "gateway.pid"
             .args(["--config", config_path.to_str().unwrap()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = Arc::new(Mutex::new(Vec::new()));
@@ -86,6 +90,15 @@ pid_file = "gateway.pid"
         let lines = stdout.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let pipe = child.stderr.take().unwrap();
+        let lines = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("{line}");
                 lines.lock().unwrap().push(line);
             }
         });
@@ -100,6 +113,7 @@ pid_file = "gateway.pid"
             addr,
             admin: format!("127.0.0.1:{admin}").parse().unwrap(),
             stdout,
+            stderr,
             snapshot: snapshot_path,
             config: config_path,
             dir,
@@ -108,6 +122,26 @@ pid_file = "gateway.pid"
 }
 
 impl Gateway {
+    /// Stderr lines so far that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// The value of the metric line starting with `name` (labels included
+    /// in `name` when given), if present.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let body = send(self.admin, "GET /metrics HTTP/1.1\r\nHost: localhost").body;
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
     /// The gateway's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
