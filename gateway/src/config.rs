@@ -43,6 +43,8 @@ pub struct Config {
     pub source: Source,
     /// Shared limits and purges; absent: local to this gateway.
     pub redis: Option<RedisConfig>,
+    /// The response cache's bounds.
+    pub cache: CacheConfig,
     /// Timeouts, health checks and the circuit breaker.
     pub upstream: UpstreamConfig,
     /// How long a stopping gateway keeps serving.
@@ -92,6 +94,20 @@ impl fmt::Debug for RedisConfig {
             .field("url", &"<redacted>")
             .finish()
     }
+}
+
+/// `[cache]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Memory for cached responses, all tenants together; the least
+    /// recently used entries go first.
+    pub max_bytes: usize,
+    /// How long concurrent misses of one key wait for the request filling
+    /// it before going to the upstream themselves.
+    pub lock_timeout: Duration,
+    /// How long past its freshness an entry may still be served when the
+    /// upstream fails (unless the origin says otherwise).
+    pub stale_if_error: Duration,
 }
 
 /// `[upstream]`
@@ -173,6 +189,8 @@ struct RawConfig {
     source: RawSource,
     redis: Option<RawRedis>,
     #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
     upstream: RawUpstream,
     #[serde(default)]
     shutdown: RawShutdown,
@@ -228,6 +246,24 @@ enum RawSource {
 #[serde(deny_unknown_fields)]
 struct RawRedis {
     url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCache {
+    max_bytes: u64,
+    lock_timeout_ms: u64,
+    stale_if_error_secs: u64,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 * 1024 * 1024,
+            lock_timeout_ms: 5_000,
+            stale_if_error_secs: 300,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -495,6 +531,22 @@ impl RawConfig {
             RedisConfig { url: r.url }
         });
 
+        let c = self.cache;
+        if !(1024 * 1024..=1 << 40).contains(&c.max_bytes) {
+            p.push(
+                "cache.max_bytes",
+                "must be between 1 MiB (1048576) and 1 TiB",
+            );
+        }
+        if c.stale_if_error_secs > u64::from(u32::MAX) {
+            p.push("cache.stale_if_error_secs", "is too large");
+        }
+        let cache = CacheConfig {
+            max_bytes: usize::try_from(c.max_bytes).unwrap_or(usize::MAX),
+            lock_timeout: positive_ms(&mut p, "cache.lock_timeout_ms", c.lock_timeout_ms),
+            stale_if_error: Duration::from_secs(c.stale_if_error_secs),
+        };
+
         let u = self.upstream;
         let upstream = UpstreamConfig {
             connect_timeout: positive_ms(
@@ -539,6 +591,7 @@ impl RawConfig {
                 tls,
                 source,
                 redis,
+                cache,
                 upstream,
                 shutdown,
             }),

@@ -41,6 +41,8 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// What remains of each policy's quota.
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+/// `x-cache`: how the response cache answered.
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// Headers the client may not set itself: any name with this prefix is
 /// removed unless the peer is a trusted proxy.

@@ -30,7 +30,10 @@
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`, `/debug/route`).
 //! - [`request_id`]: keeping or generating `x-request-id`.
 //! - [`clock`]: the monotonic clock of breakers and limits.
+//! - [`cache`]: the tenant-safe response cache: keys, freshness, purges.
+//! - [`cache_store`]: the cache's in-memory storage.
 //! - [`limits`]: per-tenant and per-client-IP rate limits (GCRA).
+//! - [`purge_bus`]: cache purges carried to every gateway through a Redis stream.
 //! - [`shared_limits`]: tenant limits shared by the gateways on one Redis.
 //! - [`headers`]: header names, and editing the upstream request's headers cheaply.
 //! - [`server`]: the Pingora server and its services.
@@ -38,6 +41,8 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod cache;
+pub mod cache_store;
 pub mod cert_store;
 pub mod check;
 pub mod cli;
@@ -49,6 +54,7 @@ pub mod limits;
 pub mod metrics;
 pub mod problem;
 pub mod proxy;
+pub mod purge_bus;
 pub mod request_id;
 pub mod server;
 pub mod shared_limits;

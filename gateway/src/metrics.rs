@@ -55,7 +55,17 @@ pub struct Metrics {
     limit_fallbacks: IntCounter,
     /// Failed Redis operations, by operation.
     redis_errors: IntCounterVec,
+    /// Responses of caching tenants by `x-cache` value, resolved once.
+    cache_results: std::sync::Arc<[IntCounter; 5]>,
+    /// Bytes and entries in the response cache.
+    cache_bytes: IntGauge,
+    cache_entries: IntGauge,
+    /// Purges applied, by scope (tenant, paths) and origin (local, remote).
+    cache_purges: IntCounterVec,
 }
+
+/// The `x-cache` values, in the order of `cache_results`.
+const CACHE_RESULTS: [&str; 5] = ["HIT", "MISS", "BYPASS", "EXPIRED", "STALE"];
 
 /// Latency buckets from 0.5 ms to 30 s.
 const BUCKETS: &[f64] = &[
@@ -204,8 +214,41 @@ impl Metrics {
             &["operation"],
         )
         .expect("valid metric");
+        let cache_vec = IntCounterVec::new(
+            Opts::new(
+                "switchyard_gateway_cache_responses_total",
+                "Responses of tenants whose plan caches, by x-cache result",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let cache_results = std::sync::Arc::new(
+            CACHE_RESULTS.map(|r| cache_vec.with_label_values(&[&r.to_ascii_lowercase()])),
+        );
+        let cache_bytes = IntGauge::new(
+            "switchyard_gateway_cache_bytes",
+            "Bytes held by the response cache, headers and bookkeeping included",
+        )
+        .expect("valid metric");
+        let cache_entries = IntGauge::new(
+            "switchyard_gateway_cache_entries",
+            "Responses held by the response cache",
+        )
+        .expect("valid metric");
+        let cache_purges = IntCounterVec::new(
+            Opts::new(
+                "switchyard_gateway_cache_purges_total",
+                "Cache purges applied, by scope (tenant, paths) and origin (local, remote)",
+            ),
+            &["scope", "origin"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(rate_limit_vec) as Box<dyn prometheus::core::Collector>,
+            Box::new(cache_vec),
+            Box::new(cache_bytes.clone()),
+            Box::new(cache_entries.clone()),
+            Box::new(cache_purges.clone()),
             Box::new(limits_shared.clone()),
             Box::new(live_gateways.clone()),
             Box::new(limit_fallbacks.clone()),
@@ -247,7 +290,34 @@ impl Metrics {
             live_gateways,
             limit_fallbacks,
             redis_errors,
+            cache_results,
+            cache_bytes,
+            cache_entries,
+            cache_purges,
         }
+    }
+
+    /// Counts a response of a caching tenant by its `x-cache` value.
+    pub fn cache_result(&self, status: &str) {
+        if let Some(i) = CACHE_RESULTS.iter().position(|r| *r == status) {
+            self.cache_results[i].inc();
+        }
+    }
+
+    /// Records the response cache's size.
+    pub fn cache_usage(&self, entries: usize, bytes: usize) {
+        self.cache_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a purge: of a whole tenant or of paths, asked here or
+    /// through Redis.
+    pub fn cache_purge(&self, whole_tenant: bool, remote: bool) {
+        let scope = if whole_tenant { "tenant" } else { "paths" };
+        let origin = if remote { "remote" } else { "local" };
+        self.cache_purges.with_label_values(&[scope, origin]).inc();
     }
 
     /// Records whether limits are shared now, and by how many gateways.

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ipnet::IpNet;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, RespCacheable};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
@@ -31,10 +33,11 @@ use http::HeaderValue;
 use http::header::{CONTENT_LENGTH, HOST};
 
 use crate::access_log::{AccessLog, Line};
+use crate::cache::{self, ResponseCache};
 use crate::clock;
 use crate::config::UpstreamConfig;
 use crate::headers::{
-    self, RATELIMIT, RATELIMIT_POLICY, TENANT_PREFIX, X_FORWARDED_FOR, X_FORWARDED_HOST,
+    self, RATELIMIT, RATELIMIT_POLICY, TENANT_PREFIX, X_CACHE, X_FORWARDED_FOR, X_FORWARDED_HOST,
     X_FORWARDED_PROTO, X_REQUEST_ID, X_TENANT_ID, X_TENANT_REGION, X_TENANT_SLUG, X_TENANT_TARGET,
 };
 use crate::limits::{self, IpLimits};
@@ -61,6 +64,8 @@ pub struct Gateway {
     access_log: Option<AccessLog>,
     /// Per-client-IP rate-limit state, across snapshots.
     ip_limits: Arc<IpLimits>,
+    /// The response cache of tenants whose plan enables it.
+    cache: Arc<ResponseCache>,
 }
 
 impl Gateway {
@@ -72,6 +77,7 @@ impl Gateway {
         metrics: Metrics,
         access_log: Option<AccessLog>,
         ip_limits: Arc<IpLimits>,
+        cache: Arc<ResponseCache>,
     ) -> Self {
         Self {
             state,
@@ -80,6 +86,7 @@ impl Gateway {
             metrics,
             access_log,
             ip_limits,
+            cache,
         }
     }
 
@@ -128,14 +135,21 @@ impl Gateway {
         problem: Problem,
     ) -> Result<bool> {
         ctx.problem = Some(problem.kind);
-        match ctx.rate_headers.take() {
-            Some((policy, state)) => {
-                let extra = [("ratelimit-policy", policy), ("ratelimit", state)];
-                problem
-                    .respond_with(session, &ctx.request_id, &extra)
-                    .await?;
-            }
-            None => problem.respond(session, &ctx.request_id).await?,
+        let bypass = ctx.caching.then(|| {
+            ctx.cache_status = Some(cache::status::BYPASS);
+            ("x-cache", HeaderValue::from_static(cache::status::BYPASS))
+        });
+        let extra: Vec<(&str, HeaderValue)> = match ctx.rate_headers.take() {
+            Some((policy, state)) => vec![("ratelimit-policy", policy), ("ratelimit", state)],
+            None => Vec::new(),
+        };
+        let extra: Vec<_> = extra.into_iter().chain(bypass).collect();
+        if extra.is_empty() {
+            problem.respond(session, &ctx.request_id).await?;
+        } else {
+            problem
+                .respond_with(session, &ctx.request_id, &extra)
+                .await?;
         }
         Ok(true)
     }
@@ -180,6 +194,10 @@ pub struct RequestCtx {
     body_bytes: u64,
     /// `RateLimit-Policy` and `RateLimit` for the response.
     rate_headers: Option<(HeaderValue, HeaderValue)>,
+    /// The tenant's plan caches responses: `x-cache` on every response.
+    caching: bool,
+    /// The `x-cache` value sent, for the log.
+    cache_status: Option<&'static str>,
 }
 
 /// The client a per-IP limit counts: the peer, or behind a trusted proxy
@@ -289,6 +307,7 @@ impl ProxyHttp for Gateway {
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|len| len > decision.tenant.plan().max_body_bytes);
         ctx.max_body = decision.tenant.plan().max_body_bytes;
+        ctx.caching = decision.tenant.plan().cache;
         ctx.table = Some(loaded.clone());
         let client = client_ip(req, peer, ctx.trusted);
         if let Some(refused) = self.limit(&loaded, decision.tenant, client, ctx) {
@@ -298,6 +317,79 @@ impl ProxyHttp for Gateway {
             return self.refuse(session, ctx, Problem::BODY_TOO_LARGE).await;
         }
         Ok(false)
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        if !ctx.caching {
+            return Ok(());
+        }
+        let req = session.req_header();
+        let cacheable_method = req.method == http::Method::GET || req.method == http::Method::HEAD;
+        if !cacheable_method || req.headers.contains_key(http::header::UPGRADE) {
+            return Ok(());
+        }
+        if let Some(tenant) = ctx.table.as_ref().and_then(|l| l.table.tenant(ctx.tenant)) {
+            self.cache.enable(session, tenant.plan());
+        }
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        let tenant = ctx
+            .table
+            .as_ref()
+            .and_then(|l| l.table.tenant(ctx.tenant))
+            .or_err(ErrorType::InternalError, "no routing decision")?;
+        let req = session.req_header();
+        let forwarded = ctx
+            .trusted
+            .then(|| req.headers.get(X_FORWARDED_PROTO))
+            .flatten()
+            .and_then(|v| v.to_str().ok());
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let scheme = forwarded.unwrap_or(if tls { "https" } else { "http" });
+        let host = match req.uri.authority() {
+            Some(authority) => Some(authority.as_str()),
+            None => req.headers.get(HOST).and_then(|h| h.to_str().ok()),
+        };
+        let host = cache::key_host(host);
+        Ok(self.cache.key(tenant.id(), scheme, &host, req))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        ResponseCache::variance(meta, req)
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        let tenant = ctx
+            .table
+            .as_ref()
+            .and_then(|l| l.table.tenant(ctx.tenant))
+            .or_err(ErrorType::InternalError, "no routing decision")?;
+        Ok(self
+            .cache
+            .cacheability(session.req_header(), resp, tenant.plan()))
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        // Stale-if-error for any failure to get a fresh response (refused,
+        // timed out, no healthy backend, 5xx); never stale-while-revalidate.
+        error.is_some()
     }
 
     async fn upstream_peer(
@@ -460,17 +552,25 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let id = ctx.request_id.header().clone();
         let rate = ctx.rate_headers.take();
-        headers::edit_response(upstream_response, 3, |headers| {
+        let cache_status = ctx.caching.then(|| cache::x_cache(&session.cache.phase()));
+        ctx.cache_status = cache_status;
+        if let Some(status) = cache_status {
+            self.metrics.cache_result(status);
+        }
+        headers::edit_response(upstream_response, 4, |headers| {
             headers.insert(X_REQUEST_ID, id);
             if let Some((policy, state)) = rate {
                 headers.insert(RATELIMIT_POLICY, policy);
                 headers.insert(RATELIMIT, state);
+            }
+            if let Some(status) = cache_status {
+                headers.insert(X_CACHE, HeaderValue::from_static(status));
             }
         });
         Ok(())
@@ -542,7 +642,14 @@ impl ProxyHttp for Gateway {
             ctx.request_id = request_id::generate();
         }
         // The client may be gone already; nothing more to do then.
-        let _ = problem.respond(session, &ctx.request_id).await;
+        if ctx.caching {
+            let status = cache::x_cache(&session.cache.phase());
+            ctx.cache_status = Some(status);
+            let extra = [("x-cache", HeaderValue::from_static(status))];
+            let _ = problem.respond_with(session, &ctx.request_id, &extra).await;
+        } else {
+            let _ = problem.respond(session, &ctx.request_id).await;
+        }
         FailToProxy {
             error_code: problem.status,
             can_reuse_downstream: false,

@@ -13,12 +13,14 @@ use pingora::services::listening::Service;
 
 use crate::access_log::AccessLog;
 use crate::admin::Admin;
+use crate::cache::ResponseCache;
 use crate::cert_store::CertStore;
 use crate::config::{Config, Source};
 use crate::limits::{IpLimits, IpSweeper};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
-use crate::shared_limits::SharedLimits;
+use crate::purge_bus::PurgeBus;
+use crate::shared_limits::{self, SharedLimits};
 use crate::snapshot_watch::SnapshotWatcher;
 use crate::state::RoutingState;
 use crate::tls::{self, CertWatcher};
@@ -68,6 +70,19 @@ pub fn build(
         "ip limit sweeper",
         IpSweeper::new(ip_limits.clone(), metrics.clone()),
     ));
+    let cache = Arc::new(ResponseCache::new(&config.cache));
+    // One id for this process among the gateways sharing Redis.
+    let id = shared_limits::gateway_id();
+    let purges = config.redis.as_ref().map(|redis| {
+        let (bus, sender) = PurgeBus::new(
+            redis.url.clone(),
+            id.clone(),
+            cache.clone(),
+            metrics.clone(),
+        );
+        server.add_service(background_service("cache purges", bus));
+        sender
+    });
     let gateway = Gateway::new(
         state.clone(),
         config.trusted_proxies.clone(),
@@ -77,6 +92,7 @@ pub fn build(
             .access_log
             .then(|| AccessLog::start(std::io::stdout(), metrics.clone())),
         ip_limits,
+        cache.clone(),
     );
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");
@@ -100,7 +116,12 @@ pub fn build(
 
     let mut admin = Service::new(
         "admin".to_owned(),
-        HttpServer::new_app(Admin::new(state.clone(), metrics.clone())),
+        HttpServer::new_app(Admin::new(
+            state.clone(),
+            metrics.clone(),
+            cache.clone(),
+            purges,
+        )),
     );
     admin.add_tcp(&config.admin_listen.to_string());
     server.add_service(admin);
@@ -112,7 +133,7 @@ pub fn build(
     if let Some(redis) = &config.redis {
         server.add_service(background_service(
             "shared rate limits",
-            SharedLimits::new(redis.url.clone(), state.clone(), metrics.clone()),
+            SharedLimits::new(redis.url.clone(), id, state.clone(), metrics.clone()),
         ));
     }
 

@@ -178,11 +178,12 @@ impl std::fmt::Debug for SharedLimits {
 }
 
 impl SharedLimits {
-    /// Shares the limits of the tables in `state` through the Redis at `url`.
-    pub fn new(url: String, state: Arc<RoutingState>, metrics: Metrics) -> Self {
+    /// Shares the limits of the tables in `state` through the Redis at
+    /// `url`, as the gateway `id` (see [`gateway_id`]).
+    pub fn new(url: String, id: String, state: Arc<RoutingState>, metrics: Metrics) -> Self {
         Self {
             url,
-            id: gateway_id(),
+            id,
             state,
             metrics,
         }

@@ -203,8 +203,8 @@ fn a_failing_redis_never_fails_a_request_and_sharing_comes_back() {
             Some(2.0)
         );
         // One line per switch, not one per failed sync.
-        assert_eq!(g.log_lines("redis unavailable").len(), 2);
-        assert_eq!(g.log_lines("redis reachable again").len(), 2);
+        assert_eq!(g.log_lines("tenant rate limits fall back").len(), 2);
+        assert_eq!(g.log_lines("tenant rate limits are shared again").len(), 2);
         assert!(
             g.metric("switchyard_gateway_redis_errors_total{operation=\"limit_sync\"}")
                 .unwrap()

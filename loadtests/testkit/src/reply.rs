@@ -18,6 +18,10 @@
 //! `headers` holds only the headers a proxy is expected to add or pass through
 //! ([`is_echoed_header`]); repeated values are joined with `, `. Every response, echoed or
 //! fixed, also carries `x-upstream: <name>`.
+//!
+//! A request can shape its own response, for cache tests: each query parameter
+//! `h=<name>:<value>` (percent-encoded) adds that response header, and `status=<code>`
+//! replaces the status.
 
 use std::time::Duration;
 
@@ -84,6 +88,34 @@ impl Reply {
         }
         for (header, value) in &self.headers {
             headers.append(header.clone(), value.clone());
+        }
+        let query = request
+            .path_and_query
+            .split_once('?')
+            .map_or("", |(_, q)| q);
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match &*key {
+                "h" => {
+                    if let Some((name, value)) = value.split_once(':')
+                        && let (Ok(name), Ok(value)) = (
+                            HeaderName::from_bytes(name.trim().as_bytes()),
+                            HeaderValue::from_str(value.trim()),
+                        )
+                    {
+                        response.headers_mut().append(name, value);
+                    }
+                }
+                "status" => {
+                    if let Some(status) = value
+                        .parse()
+                        .ok()
+                        .and_then(|s| StatusCode::from_u16(s).ok())
+                    {
+                        *response.status_mut() = status;
+                    }
+                }
+                _ => {}
+            }
         }
         response
     }
