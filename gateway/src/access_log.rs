@@ -45,6 +45,8 @@ pub struct Line<'a> {
     pub backend: Option<&'a str>,
     /// The kind of error the gateway answered with, if any.
     pub error: Option<&'a str>,
+    /// The `x-cache` value, for tenants whose plan caches.
+    pub cache: Option<&'a str>,
 }
 
 impl Line<'_> {
@@ -79,6 +81,8 @@ impl Line<'_> {
         json_opt_str(out, self.backend);
         out.extend_from_slice(b",\"error\":");
         json_opt_str(out, self.error);
+        out.extend_from_slice(b",\"cache\":");
+        json_opt_str(out, self.cache);
         out.extend_from_slice(b"}\n");
     }
 }
@@ -237,6 +241,7 @@ mod tests {
             upstream: Some(Duration::from_micros(7)),
             backend: None,
             error: Some("not_found"),
+            cache: None,
         }
     }
 
@@ -257,7 +262,7 @@ mod tests {
                 "request_id": "req-1", "tenant_id": null, "target": "shard-1",
                 "decision": "local", "method": "GET", "path": "/orders", "status": 404,
                 "bytes": 1234, "duration_ms": 12345.678, "upstream_ms": 0.007,
-                "upstream": null, "error": "not_found",
+                "upstream": null, "error": "not_found", "cache": null,
             })
         );
     }
@@ -290,6 +295,7 @@ mod tests {
                 upstream: None,
                 backend: Some("127.0.0.1:1"),
                 error: None,
+                cache: Some("HIT"),
             });
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -692,6 +692,7 @@ impl ProxyHttp for Gateway {
             upstream: ctx.upstream_time,
             backend: ctx.backend.as_ref().map(|b| &*b.label),
             error: ctx.problem.map(Kind::as_str),
+            cache: ctx.cache_status,
         });
     }
 }

@@ -264,6 +264,11 @@ fn hits_misses_and_bypasses_follow_the_origin_and_the_plan() {
     // /p/1 twice (GET and HEAD), /p/7 and /pub once each.
     assert_eq!(hits, 4.0);
     assert!(gw.metric("switchyard_gateway_cache_bytes").unwrap() > 0.0);
+    // The access log says how the cache answered.
+    std::thread::sleep(Duration::from_millis(200));
+    let log = gw.stdout.lock().unwrap().clone();
+    assert!(log.iter().any(|l| l.contains("\"cache\":\"HIT\"")));
+    assert!(log.iter().any(|l| l.contains("\"cache\":\"MISS\"")));
 }
 
 #[test]
