@@ -17,11 +17,13 @@
 //!
 //! GET and HEAD of tenants whose plan caches; responses with a status RFC
 //! 9111 lets a shared cache store by default, no `Set-Cookie`, no
-//! `Vary: *`; freshness from `Cache-Control` (`s-maxage`, `max-age`,
+//! `Vary: *` nor a `Vary` on a header the gateway rewrites
+//! (`x-forwarded-*`, `x-tenant-*`, `x-request-id`); freshness from `Cache-Control` (`s-maxage`, `max-age`,
 //! `no-cache`, `no-store`, `private`), else `Expires`, else the plan's
-//! `cache_ttl_secs` (0: not stored). A request with `Authorization` is
-//! stored only when the response is explicitly `public` (or has
-//! `s-maxage` or `must-revalidate`). Bodies over the plan's
+//! `cache_ttl_secs` (0: not stored). A request with `Authorization` or
+//! `Cookie` is stored only when the response is explicitly `public` (or
+//! has `s-maxage` or `must-revalidate`): a logged-in page must not reach
+//! the tenant's other users. Bodies over the plan's
 //! `cache_max_object_bytes` stream through uncached. Request
 //! `Cache-Control` is ignored, so no client can force misses on others.
 //!
@@ -36,7 +38,7 @@ use std::hash::BuildHasher;
 use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
-use http::header::{AUTHORIZATION, EXPIRES, SET_COOKIE, VARY};
+use http::header::{AUTHORIZATION, COOKIE, EXPIRES, SET_COOKIE, VARY};
 use pingora::cache::cache_control::CacheControl;
 use pingora::cache::eviction::{CacheEntryKeyRef, EvictionManager, lru};
 use pingora::cache::filters::resp_cacheable;
@@ -128,12 +130,15 @@ impl ResponseCache {
         // Items per LRU shard preallocated: about 4 KiB a response.
         let per_shard = (config.max_bytes / 4096 / 16).clamp(64, 65_536);
         let stale_if_error = u32::try_from(config.stale_if_error.as_secs()).unwrap_or(u32::MAX);
+        let store: &'static MemoryStore = Box::leak(Box::default());
+        let eviction: &'static lru::Manager<16> = Box::leak(Box::new(lru::Manager::with_capacity(
+            config.max_bytes,
+            per_shard,
+        )));
+        store.set_eviction(eviction);
         Self {
-            store: Box::leak(Box::default()),
-            eviction: Box::leak(Box::new(lru::Manager::with_capacity(
-                config.max_bytes,
-                per_shard,
-            ))),
+            store,
+            eviction,
             lock: Box::leak(CacheLock::new_boxed(config.lock_timeout)),
             predictor: Box::leak(Box::new(Predictor::new(4096, Some(skip_reason)))),
             defaults: CacheMetaDefaults::new(|_| None, 0, stale_if_error),
@@ -216,10 +221,16 @@ impl ResponseCache {
             return Uncacheable(NoCacheReason::Custom("set-cookie"));
         }
         match vary_names(resp) {
-            Some(names) if names.len() <= MAX_VARY => {}
+            // Headers the gateway rewrites for the upstream cannot key a
+            // variant: the client's value is not what the origin saw.
+            Some(names) if names.len() <= MAX_VARY && !names.iter().any(|n| gateway_managed(n)) => {
+            }
             _ => return Uncacheable(NoCacheReason::Custom("vary")),
         }
-        let authorized = req.headers.contains_key(AUTHORIZATION);
+        // A request with credentials (a token or a session cookie) is
+        // stored only when the origin says the answer is for everyone.
+        let authorized =
+            req.headers.contains_key(AUTHORIZATION) || req.headers.contains_key(COOKIE);
         let cc = CacheControl::from_resp_headers(resp);
         let says_nothing = cc.as_ref().is_none_or(|cc| {
             !(cc.no_store()
@@ -283,6 +294,15 @@ impl ResponseCache {
         }
         removed
     }
+}
+
+/// Whether the gateway sets or rewrites header `name` (lowercase) on the
+/// way to the upstream.
+fn gateway_managed(name: &str) -> bool {
+    name.starts_with("x-forwarded-")
+        || name.starts_with("x-tenant-")
+        || name == "x-request-id"
+        || name == "forwarded"
 }
 
 /// The lowercase names `Vary` lists; `None` for `Vary: *`.
@@ -425,6 +445,22 @@ mod tests {
             &get,
             &resp(200, &[("expires", "Thu, 01 Jan 2099 00:00:00 GMT")]),
             &none
+        ));
+
+        assert!(!cacheable(
+            &c,
+            &get,
+            &resp(200, &[("vary", "X-Forwarded-For")]),
+            &p
+        ));
+        let mut cookie = req("/");
+        cookie.insert_header("cookie", "session=1").unwrap();
+        assert!(!cacheable(&c, &cookie, &resp(200, &[]), &p));
+        assert!(cacheable(
+            &c,
+            &cookie,
+            &resp(200, &[("cache-control", "public")]),
+            &p
         ));
 
         let mut authorized = req("/");

@@ -22,13 +22,14 @@
 //! fill to it and purges what it evicts from here.
 
 use std::any::Any;
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
-use pingora::cache::eviction::CacheEntryKey;
+use pingora::cache::eviction::{CacheEntryKey, CacheEntryKeyRef, EvictionManager};
 use pingora::cache::key::{CacheHashKey, CompactCacheKey, HashBinary};
 use pingora::cache::storage::{HandleHit, HandleMiss, MissFinishType};
 use pingora::cache::trace::SpanHandle;
@@ -66,16 +67,35 @@ impl Entry {
 
 /// The in-memory response store; one per process, `'static` as Pingora
 /// requires.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct MemoryStore {
     entries: DashMap<HashBinary, Arc<Entry>>,
     /// Purge tag → the keys of the entries carrying it.
-    by_tag: DashMap<PurgeTag, Vec<HashBinary>>,
+    by_tag: DashMap<PurgeTag, HashSet<HashBinary>>,
     next_id: AtomicU64,
     bytes: AtomicUsize,
+    /// Path purges so far: a fill that started before one is not stored,
+    /// since it may hold what that purge removed.
+    purges: AtomicU64,
+    /// Told when an entry is replaced, so it stops counting the old one.
+    eviction: OnceLock<&'static (dyn EvictionManager + Sync)>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("entries", &self.entries.len())
+            .field("bytes", &self.bytes())
+            .finish_non_exhaustive()
+    }
 }
 
 impl MemoryStore {
+    /// Tells `eviction` about entries replaced by a newer fill.
+    pub fn set_eviction(&self, eviction: &'static (dyn EvictionManager + Sync)) {
+        let _ = self.eviction.set(eviction);
+    }
+
     /// Entries stored.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -93,14 +113,18 @@ impl MemoryStore {
 
     fn insert(&self, key: HashBinary, entry: Entry) {
         self.bytes.fetch_add(entry.weight(), Ordering::Relaxed);
-        if let Some(tag) = entry.tag {
-            let mut keys = self.by_tag.entry(tag).or_default();
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
+        let tag = entry.tag;
+        // In the map first, then in the index: a purge that takes the index
+        // in between misses nothing older than itself (fills older than a
+        // purge are dropped in `Fill::finish`).
         if let Some(old) = self.entries.insert(key, Arc::new(entry)) {
             self.forget(&key, &old, false);
+            if let Some(eviction) = self.eviction.get() {
+                eviction.remove(CacheEntryKeyRef::from_entry_id(&old.compact, Some(old.id)));
+            }
+        }
+        if let Some(tag) = tag {
+            self.by_tag.entry(tag).or_default().insert(key);
         }
     }
 
@@ -110,7 +134,7 @@ impl MemoryStore {
         self.bytes.fetch_sub(entry.weight(), Ordering::Relaxed);
         if untag && let Some(tag) = entry.tag {
             self.by_tag.remove_if_mut(&tag, |_, keys| {
-                keys.retain(|k| k != key);
+                keys.remove(key);
                 keys.is_empty()
             });
         }
@@ -128,6 +152,7 @@ impl MemoryStore {
     /// Removes every entry tagged `tag`; returns them as the eviction
     /// manager knows them, so it can stop counting them.
     pub fn purge_tag(&self, tag: PurgeTag) -> Vec<CacheEntryKey> {
+        self.purges.fetch_add(1, Ordering::AcqRel);
         let Some((_, keys)) = self.by_tag.remove(&tag) else {
             return Vec::new();
         };
@@ -177,6 +202,7 @@ impl Storage for MemoryStore {
             meta: meta.serialize()?,
             tag: key.extensions.get::<PurgeTag>().copied(),
             compact: key.to_compact(),
+            purges: self.purges.load(Ordering::Acquire),
             body: BytesMut::new(),
         }))
     }
@@ -203,12 +229,25 @@ impl Storage for MemoryStore {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<bool> {
-        let meta = meta.serialize()?;
         let Some(mut slot) = self.entries.get_mut(&key.combined_bin()) else {
             // Purged or evicted while revalidating: nothing to update.
             return Ok(false);
         };
         let old = slot.clone();
+        // A newer fill may have replaced the entry being revalidated:
+        // never put one response's headers on another's body.
+        let stored = CacheMeta::deserialize(&old.meta.0, &old.meta.1)?;
+        let same = [
+            http::header::ETAG,
+            http::header::CONTENT_LENGTH,
+            http::header::LAST_MODIFIED,
+        ]
+        .iter()
+        .all(|name| stored.headers().get(name) == meta.headers().get(name));
+        if !same {
+            return Ok(false);
+        }
+        let meta = meta.serialize()?;
         let entry = Entry {
             id: old.id,
             meta,
@@ -297,6 +336,8 @@ struct Fill {
     meta: (Vec<u8>, Vec<u8>),
     tag: Option<PurgeTag>,
     compact: CompactCacheKey,
+    /// The store's purge count when the fill started.
+    purges: u64,
     body: BytesMut,
 }
 
@@ -316,6 +357,13 @@ impl HandleMiss for Fill {
             compact: self.compact,
         };
         let weight = entry.weight();
+        if self.store.purges.load(Ordering::Acquire) != self.purges {
+            // A purge ran while this response was on its way: it may be
+            // what the purge meant to remove. Not stored; the next request
+            // fetches it again. (Pingora still admits the weight, and its
+            // eviction later finds nothing to remove.)
+            return Ok(MissFinishType::Created(0));
+        }
         self.store.insert(self.key, entry);
         Ok(MissFinishType::Created(weight))
     }

@@ -388,8 +388,13 @@ impl ProxyHttp for Gateway {
         error: Option<&Error>,
     ) -> bool {
         // Stale-if-error for any failure to get a fresh response (refused,
-        // timed out, no healthy backend, 5xx); never stale-while-revalidate.
-        error.is_some()
+        // timed out, no healthy backend, 5xx), not for the client's own
+        // (a body over the plan, a dropped connection); never
+        // stale-while-revalidate.
+        error.is_some_and(|e| {
+            e.esource() != &ErrorSource::Downstream
+                && !matches!(e.etype(), ErrorType::HTTPStatus(code) if *code < 500)
+        })
     }
 
     async fn upstream_peer(

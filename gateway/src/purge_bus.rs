@@ -170,16 +170,35 @@ impl PurgeBus {
     /// Applies the purges other gateways add to the stream.
     async fn subscribe(&self, mut conn: ConnectionManager) {
         // Only purges from now on: entries written before this gateway
-        // started concern a cache it never had. A concrete id rather than
-        // `$`, so that nothing written during an outage before the first
-        // read is skipped.
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        let mut last = format!("{started}-0");
+        // first reached Redis concern a cache it did not have. The start is
+        // Redis's own clock (stream ids are), not this host's.
+        let mut last: Option<String> = None;
         let mut failing = false;
         loop {
+            let from = match &last {
+                Some(id) => id.clone(),
+                None => match redis::cmd("TIME")
+                    .query_async::<(u64, u64)>(&mut conn)
+                    .await
+                {
+                    Ok((secs, micros)) => {
+                        let id = format!("{}-0", secs * 1000 + micros / 1000);
+                        last = Some(id.clone());
+                        id
+                    }
+                    Err(e) => {
+                        self.metrics.redis_error("purge_read");
+                        if !failing {
+                            failing = true;
+                            eprintln!(
+                                "gateway: redis unavailable ({e}): purges from other gateways wait until it answers"
+                            );
+                        }
+                        tokio::time::sleep(RETRY).await;
+                        continue;
+                    }
+                },
+            };
             let read: redis::RedisResult<Option<redis::streams::StreamReadReply>> =
                 redis::cmd("XREAD")
                     .arg("BLOCK")
@@ -188,7 +207,7 @@ impl PurgeBus {
                     .arg(1000)
                     .arg("STREAMS")
                     .arg(STREAM)
-                    .arg(&last)
+                    .arg(&from)
                     .query_async(&mut conn)
                     .await;
             let reply = match read {
@@ -213,7 +232,7 @@ impl PurgeBus {
             };
             let Some(reply) = reply else { continue };
             for entry in reply.keys.iter().flat_map(|k| &k.ids) {
-                last.clone_from(&entry.id);
+                last = Some(entry.id.clone());
                 let origin: Option<String> = entry.get("origin");
                 if origin.as_deref() == Some(self.id.as_str()) {
                     continue;

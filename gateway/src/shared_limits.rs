@@ -322,14 +322,16 @@ impl SharedLimits {
                 tracker.degraded = false;
                 tracker.live = Some(totals.live);
                 self.metrics.shared_limits(true, totals.live);
-                limits.sharing().set_base(WHOLE / totals.live.max(1));
                 let own: Vec<f64> = tenants.iter().map(|t| t.1).collect();
                 let now = clock::now_ns();
+                // Own shares before the base changes: a tenant tracked for
+                // the first time ran up its debt under the old base.
                 for ((id, _), share) in tenants.iter().zip(shares(&own, &totals)) {
                     if let Some(tenant) = table.tenant_by_id(id) {
                         limits.set_share(tenant.index(), share, now);
                     }
                 }
+                limits.sharing().set_base(WHOLE / totals.live.max(1));
             }
             Err(error) => {
                 self.metrics.redis_error("limit_sync");
