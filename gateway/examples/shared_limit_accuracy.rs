@@ -252,10 +252,15 @@ fn main() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let plan = f64::from(args.rate) * args.seconds as f64 + f64::from(args.burst);
-    let mut admitted = 0;
+    let (mut admitted, mut refused) = (0, 0);
     for (i, [ok, limited, other]) in results.iter().enumerate() {
         println!("  gateway {i}: admitted {ok}, refused {limited}, other {other}");
         admitted += ok;
+        refused += limited;
+    }
+    if refused == 0 {
+        println!("admitted all {admitted} requests: the offered load stayed within the plan");
+        return;
     }
     let error = (admitted as f64 - plan) / plan * 100.0;
     println!(
