@@ -10,7 +10,9 @@
 //! file; upstream headers and spoofed-header stripping; problem+json errors;
 //! a load balancer per pool with one shared health check and a circuit
 //! breaker per backend, and one retry of idempotent requests on another
-//! backend; the admin listener, Prometheus metrics and the JSON access log.
+//! backend; per-tenant and per-IP rate limits, shared across gateways
+//! through Redis; the tenant-safe response cache and its purges; the admin
+//! listener, Prometheus metrics and the JSON access log.
 //!
 //! # Layout
 //!
