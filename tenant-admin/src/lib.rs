@@ -5,6 +5,11 @@
 //!
 //! # Layout
 //!
-//! Nothing yet: the control plane is built in issue 5. This crate exists so
-//! the workspace, lints and CI are in place before it lands; it deliberately
-//! exposes no API that could be mistaken for a working service.
+//! - [`migrations`]: the catalog and tenant schemas, embedded, and applying them.
+//! - [`cli`]: flags and exit statuses; `main.rs` is a shim over it.
+//!
+//! Built so far: `tenant-admin migrate catalog`. The API, provisioning,
+//! migrations across every shard and the routing feed follow (issue 5).
+
+pub mod cli;
+pub mod migrations;
