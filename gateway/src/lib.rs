@@ -36,6 +36,7 @@
 //! - [`cache_store`]: the cache's in-memory storage.
 //! - [`limits`]: per-tenant and per-client-IP rate limits (GCRA).
 //! - [`purge_bus`]: cache purges carried to every gateway through a Redis stream.
+//! - [`redis_link`]: Redis connections, the gateway's id and outage logging.
 //! - [`shared_limits`]: tenant limits shared by the gateways on one Redis.
 //! - [`headers`]: header names, and editing the upstream request's headers cheaply.
 //! - [`server`]: the Pingora server and its services.
@@ -57,6 +58,7 @@ pub mod metrics;
 pub mod problem;
 pub mod proxy;
 pub mod purge_bus;
+pub mod redis_link;
 pub mod request_id;
 pub mod server;
 pub mod shared_limits;

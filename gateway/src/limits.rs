@@ -358,9 +358,8 @@ impl TenantLimits {
 
     /// The tenant at `index`'s share in millionths, for tests and metrics.
     pub fn share_of(&self, index: u32) -> Option<u32> {
-        (index as usize)
-            .lt(&self.shares.len())
-            .then(|| self.share(index as usize))
+        let index = index as usize;
+        (index < self.shares.len()).then(|| self.share(index))
     }
 }
 

@@ -135,22 +135,17 @@ impl Gateway {
         problem: Problem,
     ) -> Result<bool> {
         ctx.problem = Some(problem.kind);
-        let bypass = ctx.caching.then(|| {
-            ctx.cache_status = Some(cache::status::BYPASS);
-            ("x-cache", HeaderValue::from_static(cache::status::BYPASS))
-        });
-        let extra: Vec<(&str, HeaderValue)> = match ctx.rate_headers.take() {
-            Some((policy, state)) => vec![("ratelimit-policy", policy), ("ratelimit", state)],
-            None => Vec::new(),
-        };
-        let extra: Vec<_> = extra.into_iter().chain(bypass).collect();
-        if extra.is_empty() {
-            problem.respond(session, &ctx.request_id).await?;
-        } else {
-            problem
-                .respond_with(session, &ctx.request_id, &extra)
-                .await?;
+        let mut extra = Vec::with_capacity(3);
+        if let Some((policy, state)) = ctx.rate_headers.take() {
+            extra.extend([("ratelimit-policy", policy), ("ratelimit", state)]);
         }
+        if ctx.caching {
+            ctx.cache_status = Some(cache::status::BYPASS);
+            extra.push(("x-cache", HeaderValue::from_static(cache::status::BYPASS)));
+        }
+        problem
+            .respond_with(session, &ctx.request_id, &extra)
+            .await?;
         Ok(true)
     }
 
@@ -198,6 +193,16 @@ pub struct RequestCtx {
     caching: bool,
     /// The `x-cache` value sent, for the log.
     cache_status: Option<&'static str>,
+}
+
+impl RequestCtx {
+    /// The tenant the request was routed to.
+    fn routed_tenant(&self) -> Result<router::TenantRef<'_>> {
+        self.table
+            .as_ref()
+            .and_then(|l| l.table.tenant(self.tenant))
+            .or_err(ErrorType::InternalError, "no routing decision")
+    }
 }
 
 /// The client a per-IP limit counts: the peer, or behind a trusted proxy
@@ -328,18 +333,12 @@ impl ProxyHttp for Gateway {
         if !cacheable_method || req.headers.contains_key(http::header::UPGRADE) {
             return Ok(());
         }
-        if let Some(tenant) = ctx.table.as_ref().and_then(|l| l.table.tenant(ctx.tenant)) {
-            self.cache.enable(session, tenant.plan());
-        }
+        self.cache.enable(session, ctx.routed_tenant()?.plan());
         Ok(())
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        let tenant = ctx
-            .table
-            .as_ref()
-            .and_then(|l| l.table.tenant(ctx.tenant))
-            .or_err(ErrorType::InternalError, "no routing decision")?;
+        let tenant = ctx.routed_tenant()?;
         let req = session.req_header();
         let forwarded = ctx
             .trusted
@@ -371,11 +370,7 @@ impl ProxyHttp for Gateway {
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        let tenant = ctx
-            .table
-            .as_ref()
-            .and_then(|l| l.table.tenant(ctx.tenant))
-            .or_err(ErrorType::InternalError, "no routing decision")?;
+        let tenant = ctx.routed_tenant()?;
         Ok(self
             .cache
             .cacheability(session.req_header(), resp, tenant.plan()))
@@ -446,14 +441,7 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let loaded = ctx
-            .table
-            .as_ref()
-            .or_err(ErrorType::InternalError, "no routing decision")?;
-        let tenant = loaded
-            .table
-            .tenant(ctx.tenant)
-            .or_err(ErrorType::InternalError, "routed tenant vanished")?;
+        let tenant = ctx.routed_tenant()?;
         let value = |text: &str| {
             HeaderValue::from_str(text).or_err(ErrorType::InternalError, "invalid header value")
         };
@@ -646,15 +634,14 @@ impl ProxyHttp for Gateway {
         if ctx.request_id.is_empty() {
             ctx.request_id = request_id::generate();
         }
+        let cache_status = ctx.caching.then(|| cache::x_cache(&session.cache.phase()));
+        ctx.cache_status = cache_status;
+        let extra: Vec<_> = cache_status
+            .map(|status| ("x-cache", HeaderValue::from_static(status)))
+            .into_iter()
+            .collect();
         // The client may be gone already; nothing more to do then.
-        if ctx.caching {
-            let status = cache::x_cache(&session.cache.phase());
-            ctx.cache_status = Some(status);
-            let extra = [("x-cache", HeaderValue::from_static(status))];
-            let _ = problem.respond_with(session, &ctx.request_id, &extra).await;
-        } else {
-            let _ = problem.respond(session, &ctx.request_id).await;
-        }
+        let _ = problem.respond_with(session, &ctx.request_id, &extra).await;
         FailToProxy {
             error_code: problem.status,
             can_reuse_downstream: false,

@@ -17,11 +17,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
 use crate::cache::ResponseCache;
 use crate::metrics::Metrics;
+use crate::redis_link::{self, Outage};
 
 /// The stream of purges.
 pub const STREAM: &str = "switchyard:purges";
@@ -98,19 +99,10 @@ impl PurgeBus {
         (bus, PurgeSender { tx })
     }
 
-    fn connection(&self, response_timeout: Duration) -> Option<ConnectionManager> {
-        let client = redis::Client::open(self.url.as_str()).ok()?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(response_timeout))
-            .set_number_of_retries(1);
-        ConnectionManager::new_lazy_with_config(client, config).ok()
-    }
-
     /// Sends queued purges while Redis answers.
     async fn publish(&self, mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<Purge>) {
         let mut queue: VecDeque<Purge> = VecDeque::new();
-        let mut failing = false;
+        let mut outage = Outage::default();
         loop {
             if queue.is_empty() {
                 match rx.recv().await {
@@ -148,15 +140,13 @@ impl PurgeBus {
             match sent {
                 Ok(_) => {
                     queue.pop_front();
-                    if failing {
-                        failing = false;
+                    if outage.recovered() {
                         eprintln!("gateway: redis reachable again: queued cache purges sent");
                     }
                 }
                 Err(e) => {
                     self.metrics.redis_error("purge_publish");
-                    if !failing {
-                        failing = true;
+                    if outage.failed() {
                         eprintln!(
                             "gateway: redis unavailable ({e}): cache purges apply to this gateway only and are queued for the others"
                         );
@@ -167,61 +157,49 @@ impl PurgeBus {
         }
     }
 
+    /// The next entries of the stream after `last`, waiting up to
+    /// [`BLOCK`]. Without a `last`, starts at Redis's clock: entries
+    /// written before this gateway first reached Redis concern a cache it
+    /// did not have, and stream ids follow Redis's clock, not this host's.
+    async fn read_after(
+        conn: &mut ConnectionManager,
+        last: &mut Option<String>,
+    ) -> redis::RedisResult<Option<redis::streams::StreamReadReply>> {
+        let from = match last {
+            Some(id) => id.clone(),
+            None => {
+                let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
+                last.insert(format!("{}-0", secs * 1000 + micros / 1000))
+                    .clone()
+            }
+        };
+        redis::cmd("XREAD")
+            .arg("BLOCK")
+            .arg(BLOCK.as_millis() as u64)
+            .arg("COUNT")
+            .arg(1000)
+            .arg("STREAMS")
+            .arg(STREAM)
+            .arg(&from)
+            .query_async(conn)
+            .await
+    }
+
     /// Applies the purges other gateways add to the stream.
     async fn subscribe(&self, mut conn: ConnectionManager) {
-        // Only purges from now on: entries written before this gateway
-        // first reached Redis concern a cache it did not have. The start is
-        // Redis's own clock (stream ids are), not this host's.
         let mut last: Option<String> = None;
-        let mut failing = false;
+        let mut outage = Outage::default();
         loop {
-            let from = match &last {
-                Some(id) => id.clone(),
-                None => match redis::cmd("TIME")
-                    .query_async::<(u64, u64)>(&mut conn)
-                    .await
-                {
-                    Ok((secs, micros)) => {
-                        let id = format!("{}-0", secs * 1000 + micros / 1000);
-                        last = Some(id.clone());
-                        id
-                    }
-                    Err(e) => {
-                        self.metrics.redis_error("purge_read");
-                        if !failing {
-                            failing = true;
-                            eprintln!(
-                                "gateway: redis unavailable ({e}): purges from other gateways wait until it answers"
-                            );
-                        }
-                        tokio::time::sleep(RETRY).await;
-                        continue;
-                    }
-                },
-            };
-            let read: redis::RedisResult<Option<redis::streams::StreamReadReply>> =
-                redis::cmd("XREAD")
-                    .arg("BLOCK")
-                    .arg(BLOCK.as_millis() as u64)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .arg("STREAMS")
-                    .arg(STREAM)
-                    .arg(&from)
-                    .query_async(&mut conn)
-                    .await;
-            let reply = match read {
+            let reply = match Self::read_after(&mut conn, &mut last).await {
                 Ok(reply) => {
-                    if failing {
-                        failing = false;
+                    if outage.recovered() {
                         eprintln!("gateway: redis reachable again: following cache purges");
                     }
                     reply
                 }
                 Err(e) => {
                     self.metrics.redis_error("purge_read");
-                    if !failing {
-                        failing = true;
+                    if outage.failed() {
                         eprintln!(
                             "gateway: redis unavailable ({e}): purges from other gateways wait until it answers"
                         );
@@ -262,10 +240,13 @@ impl pingora::services::background::BackgroundService for PurgeBus {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
+        let connect = |response_timeout| {
+            redis_link::connect(&self.url, Duration::from_millis(500), response_timeout).ok()
+        };
         let (Some(rx), Some(writer), Some(reader)) = (
             rx,
-            self.connection(Duration::from_millis(500)),
-            self.connection(BLOCK + Duration::from_millis(500)),
+            connect(Duration::from_millis(500)),
+            connect(BLOCK + Duration::from_millis(500)),
         ) else {
             eprintln!("gateway: redis.url is not usable; cache purges stay local");
             return;

@@ -20,7 +20,8 @@ use crate::limits::{IpLimits, IpSweeper};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::purge_bus::PurgeBus;
-use crate::shared_limits::{self, SharedLimits};
+use crate::redis_link;
+use crate::shared_limits::SharedLimits;
 use crate::snapshot_watch::SnapshotWatcher;
 use crate::state::RoutingState;
 use crate::tls::{self, CertWatcher};
@@ -72,7 +73,7 @@ pub fn build(
     ));
     let cache = Arc::new(ResponseCache::new(&config.cache));
     // One id for this process among the gateways sharing Redis.
-    let id = shared_limits::gateway_id();
+    let id = redis_link::gateway_id();
     let purges = config.redis.as_ref().map(|redis| {
         let (bus, sender) = PurgeBus::new(
             redis.url.clone(),

@@ -43,11 +43,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use crate::clock;
 use crate::limits::{TenantLimits, WHOLE};
 use crate::metrics::Metrics;
+use crate::redis_link::{self, Outage, PREFIX};
 use crate::state::RoutingState;
 
 /// How often each gateway syncs with Redis.
@@ -104,34 +105,6 @@ end
 return out
 ";
 
-/// The key prefix of everything the gateways keep in Redis.
-pub const PREFIX: &str = "switchyard:";
-
-/// A gateway process's id among those sharing Redis: unique per process,
-/// so an upgraded process is a new gateway and the old one fades out.
-pub fn gateway_id() -> String {
-    use std::hash::BuildHasher;
-    let nonce = std::collections::hash_map::RandomState::new().hash_one(clock::now_ns());
-    format!("{}-{nonce:016x}", std::process::id())
-}
-
-/// A connection to Redis that reconnects by itself and times out every
-/// call; never connects before its first use.
-///
-/// # Errors
-///
-/// When `url` is not a Redis URL.
-pub fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
-    let client = redis::Client::open(url)?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(SYNC_TIMEOUT))
-        .set_response_timeout(Some(SYNC_TIMEOUT))
-        .set_number_of_retries(1)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(500));
-    ConnectionManager::new_lazy_with_config(client, config)
-}
-
 /// What a sync learned from Redis.
 #[derive(Debug, Clone, PartialEq)]
 struct Totals {
@@ -179,7 +152,7 @@ impl std::fmt::Debug for SharedLimits {
 
 impl SharedLimits {
     /// Shares the limits of the tables in `state` through the Redis at
-    /// `url`, as the gateway `id` (see [`gateway_id`]).
+    /// `url`, as the gateway `id` (see [`redis_link::gateway_id`]).
     pub fn new(url: String, id: String, state: Arc<RoutingState>, metrics: Metrics) -> Self {
         Self {
             url,
@@ -200,8 +173,8 @@ struct Tracker {
     /// Live counts of the syncs within [`STALE`], to smooth restarts: a
     /// Redis that comes back empty sees one gateway until the others sync.
     recent: std::collections::VecDeque<(std::time::Instant, u32)>,
-    /// Whether the last sync failed.
-    degraded: bool,
+    /// Whether syncs are failing.
+    outage: Outage,
 }
 
 /// The most gateways seen live within [`STALE`] in `recent`, counting
@@ -303,7 +276,7 @@ impl SharedLimits {
         let tenants: Vec<(&String, f64)> = tracker.demand.iter().map(|(k, v)| (k, *v)).collect();
         match self.sync(conn, script, &tenants).await {
             Ok(mut totals) => {
-                if tracker.degraded {
+                if tracker.outage.is_down() {
                     // Those live before the outage are likely back within
                     // a sync or two; count them until then.
                     if let Some(before) = tracker.live {
@@ -313,13 +286,12 @@ impl SharedLimits {
                     }
                 }
                 totals.live = smoothed_live(&mut tracker.recent, totals.live);
-                if tracker.degraded {
+                if tracker.outage.recovered() {
                     eprintln!(
                         "gateway: redis reachable again: tenant rate limits are shared again ({} gateways live)",
                         totals.live
                     );
                 }
-                tracker.degraded = false;
                 tracker.live = Some(totals.live);
                 self.metrics.shared_limits(true, totals.live);
                 let own: Vec<f64> = tenants.iter().map(|t| t.1).collect();
@@ -335,10 +307,9 @@ impl SharedLimits {
             }
             Err(error) => {
                 self.metrics.redis_error("limit_sync");
-                if tracker.degraded {
+                if !tracker.outage.failed() {
                     return;
                 }
-                tracker.degraded = true;
                 let live = tracker.live.unwrap_or(1);
                 eprintln!(
                     "gateway: redis unavailable ({error}): tenant rate limits fall back to this gateway alone, \
@@ -361,7 +332,7 @@ impl SharedLimits {
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for SharedLimits {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        let mut conn = match connect(&self.url) {
+        let mut conn = match redis_link::connect(&self.url, SYNC_TIMEOUT, SYNC_TIMEOUT) {
             Ok(conn) => conn,
             Err(e) => {
                 // Config validation checks the URL; this is a last resort.
@@ -371,9 +342,6 @@ impl pingora::services::background::BackgroundService for SharedLimits {
         };
         let script = redis::Script::new(SYNC_SCRIPT);
         let mut tracker = Tracker::default();
-        if let Some(loaded) = self.state.current() {
-            loaded.limits.sharing().start_counting();
-        }
         let mut interval = tokio::time::interval(SYNC_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -381,6 +349,9 @@ impl pingora::services::background::BackgroundService for SharedLimits {
                 _ = interval.tick() => {}
                 _ = shutdown.changed() => return,
             }
+            // Every tick: a reload may have brought new limits (their
+            // sharing state is carried over, but the first table may
+            // arrive after this task starts).
             if let Some(loaded) = self.state.current() {
                 loaded.limits.sharing().start_counting();
             }
