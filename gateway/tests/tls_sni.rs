@@ -50,10 +50,13 @@ fn start(with_default: bool) -> Tls {
         &format!("https_listen = \"127.0.0.1:{https}\""),
         &format!("[tls]\n{default_keys}cert_dir = \"hosts\"\n"),
     );
+    // The HTTPS listener may come up a moment after the HTTP one.
+    let https: SocketAddr = format!("127.0.0.1:{https}").parse().unwrap();
+    support::wait_listening(https);
     Tls {
         ca,
         gateway,
-        https: format!("127.0.0.1:{https}").parse().unwrap(),
+        https,
         default_der,
         globex_der,
         _upstream: upstream,

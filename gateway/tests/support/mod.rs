@@ -17,6 +17,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until something accepts connections on `addr` (at most 20 s).
+pub fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A running gateway process with its config and snapshot in a temp dir.
 pub struct Gateway {
     child: Child,
@@ -103,11 +112,7 @@ pid_file = "gateway.pid"
             }
         });
         let addr: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "gateway did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(addr);
         Gateway {
             child,
             addr,
