@@ -13,3 +13,4 @@
 
 pub mod cli;
 pub mod migrations;
+pub mod secrets;
