@@ -1,16 +1,25 @@
 //! Tenant-admin: the operator REST API (axum + sqlx on a PostgreSQL catalog)
-//! and the workers behind it — provisioning, custom domains and ACME
-//! certificates, tenant-schema migrations, tenant moves, cache purges and the
-//! versioned routing feed that gateways follow.
+//! and the workers behind it — provisioning, tenant-schema migrations
+//! across every database, cache purges and the versioned routing feed that
+//! gateways follow.
 //!
 //! # Layout
 //!
-//! - [`migrations`]: the catalog and tenant schemas, embedded, and applying them.
 //! - [`cli`]: flags and exit statuses; `main.rs` is a shim over it.
-//!
-//! Built so far: `tenant-admin migrate catalog`. The API, provisioning,
-//! migrations across every shard and the routing feed follow (issue 5).
+//! - [`app`]: the `serve` process: state, router, health, metrics, shutdown.
+//! - [`api`]: the `/v1` resources, their validation, auth, idempotency and audit.
+//! - [`feed`]: the routing snapshot built from the catalog, versioned and long-polled.
+//! - [`jobs`]: resumable provisioning and purge jobs, and their worker.
+//! - [`migrations`]: the catalog and tenant schemas, embedded, and applying them.
+//! - [`secrets`]: sealing passwords under `SECRETS_KEY`, hashing tokens.
 
+pub mod api;
+pub mod app;
 pub mod cli;
+pub mod feed;
+pub mod jobs;
 pub mod migrations;
 pub mod secrets;
+
+/// The Redis stream gateways read cache purges from (the gateway's `purge_bus`).
+pub const PURGE_STREAM: &str = "switchyard:purges";

@@ -52,7 +52,9 @@ pub enum SecretsError {
     )]
     BadKey,
     /// The value was sealed under another key, or altered.
-    #[error("a stored secret cannot be decrypted: SECRETS_KEY differs from the one it was sealed with, or the value was altered")]
+    #[error(
+        "a stored secret cannot be decrypted: SECRETS_KEY differs from the one it was sealed with, or the value was altered"
+    )]
     Undecryptable,
 }
 
@@ -227,7 +229,8 @@ impl Dsn {
         }
         let password = match url.password() {
             Some(p) => Some(
-                percent_decode(p).ok_or_else(|| DsnError::Invalid("bad password encoding".into()))?,
+                percent_decode(p)
+                    .ok_or_else(|| DsnError::Invalid("bad password encoding".into()))?,
             ),
             None => None,
         };
@@ -243,8 +246,8 @@ impl Dsn {
     ///
     /// When the stored public part no longer parses.
     pub fn connect_options(&self) -> Result<PgConnectOptions, DsnError> {
-        let options =
-            PgConnectOptions::from_str(&self.public).map_err(|e| DsnError::Invalid(e.to_string()))?;
+        let options = PgConnectOptions::from_str(&self.public)
+            .map_err(|e| DsnError::Invalid(e.to_string()))?;
         Ok(match &self.password {
             Some(p) => options.password(p),
             None => options,
@@ -317,7 +320,11 @@ mod tests {
         let sealed = key.seal(Purpose::DsnPassword, b"s3cret");
         assert!(!sealed.windows(6).any(|w| w == b"s3cret"));
         assert_eq!(key.open(Purpose::DsnPassword, &sealed).unwrap(), b"s3cret");
-        assert_ne!(sealed, key.seal(Purpose::DsnPassword, b"s3cret"), "nonces repeat");
+        assert_ne!(
+            sealed,
+            key.seal(Purpose::DsnPassword, b"s3cret"),
+            "nonces repeat"
+        );
         assert_eq!(
             key.open(Purpose::PrivateKey, &sealed),
             Err(SecretsError::Undecryptable)
@@ -341,20 +348,30 @@ mod tests {
         for bad in ["", "short", &"ab".repeat(31), &"zz".repeat(32)] {
             assert_eq!(SecretsKey::parse(bad).unwrap_err(), SecretsError::BadKey);
         }
-        assert_eq!(format!("{:?}", SecretsKey::parse(KEY).unwrap()), "SecretsKey(..)");
+        assert_eq!(
+            format!("{:?}", SecretsKey::parse(KEY).unwrap()),
+            "SecretsKey(..)"
+        );
     }
 
     #[test]
     fn dsn_splits_off_the_password() {
-        let dsn = Dsn::parse("postgres://app:p%40ss@db1.internal:5433/shard1?sslmode=disable").unwrap();
-        assert_eq!(dsn.public, "postgres://app@db1.internal:5433/shard1?sslmode=disable");
+        let dsn =
+            Dsn::parse("postgres://app:p%40ss@db1.internal:5433/shard1?sslmode=disable").unwrap();
+        assert_eq!(
+            dsn.public,
+            "postgres://app@db1.internal:5433/shard1?sslmode=disable"
+        );
         assert_eq!(dsn.password.as_deref(), Some("p@ss"));
         assert!(!format!("{dsn:?}").contains("p@ss"));
         let opts = dsn.connect_options().unwrap();
         assert_eq!(opts.get_database(), Some("shard1"));
         assert_eq!(opts.get_port(), 5433);
         let other = dsn.with_database("t_acme").unwrap();
-        assert_eq!(other.public, "postgres://app@db1.internal:5433/t_acme?sslmode=disable");
+        assert_eq!(
+            other.public,
+            "postgres://app@db1.internal:5433/t_acme?sslmode=disable"
+        );
 
         assert_eq!(Dsn::parse("mysql://a@b/c"), Err(DsnError::Scheme));
         assert_eq!(Dsn::parse("not a url"), Err(DsnError::NotUrl));
