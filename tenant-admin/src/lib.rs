@@ -6,11 +6,17 @@
 //! # Layout
 //!
 //! - [`migrations`]: the catalog and tenant schemas, embedded, and applying them.
+//! - [`fleet`]: the tenant schema across every shard and dedicated cluster,
+//!   as resumable `migrate_tenants` jobs, and each target's version.
+//! - [`secrets`]: secrets at rest (sealed DSN passwords), token hashes.
 //! - [`cli`]: flags and exit statuses; `main.rs` is a shim over it.
+//! - `db.rs`: opening pools with a bounded connect that says why it failed.
 //!
-//! Built so far: `tenant-admin migrate catalog`. The API, provisioning,
-//! migrations across every shard and the routing feed follow (issue 5).
+//! Built so far: `tenant-admin migrate catalog|tenants`. The API,
+//! provisioning and the routing feed follow (issue 5).
 
 pub mod cli;
+mod db;
+pub mod fleet;
 pub mod migrations;
 pub mod secrets;
