@@ -1,18 +1,29 @@
-//! `tenant-admin` flags and exit statuses: 0 success, 64 bad flags, 78 a
-//! missing setting, 69 the database unreachable, 1 a migration that failed.
+//! `tenant-admin` flags and exit statuses: 0 success, 64 bad flags (or an
+//! unknown target), 78 a missing or bad setting, 69 the database
+//! unreachable, 75 another migration job still running, 1 a migration that
+//! failed (on any target).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use sqlx::postgres::PgPoolOptions;
+use clap::{Args, Parser, Subcommand};
+use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
 
 use crate::app::{self, ServeConfig, ServeError};
+use crate::db;
+use crate::fleet::{self, FleetError, FleetOptions, JobOutcome, Outcome};
 use crate::migrations::{self, Schema};
 use crate::secrets::SecretsKey;
 
-/// How long connecting to a database may take.
+/// How long connecting to the catalog may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// sysexits(3) statuses.
+const EX_USAGE: u8 = 64;
+const EX_UNAVAILABLE: u8 = 69;
+const EX_TEMPFAIL: u8 = 75;
+const EX_CONFIG: u8 = 78;
 
 #[derive(Debug, Parser)]
 #[command(name = "tenant-admin", version, about = "Switchyard's control plane")]
@@ -27,14 +38,31 @@ enum Command {
     Serve(ServeArgs),
     /// Applies pending schema migrations.
     Migrate {
-        /// Which schema.
-        schema: Which,
-        /// The catalog's PostgreSQL URL.
-        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-        database_url: Option<String>,
-        /// List what would be applied, change nothing.
-        #[arg(long)]
-        dry_run: bool,
+        #[command(subcommand)]
+        schema: Migrate,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Migrate {
+    /// tenant-admin's catalog.
+    Catalog(Common),
+    /// The tenant schema on every shard and dedicated cluster (or those
+    /// named), resuming the last run that did not finish.
+    Tenants {
+        #[command(flatten)]
+        common: Common,
+        /// Only this target (repeatable); default: every target not offline.
+        #[arg(long = "target", value_name = "ID")]
+        targets: Vec<String>,
+        /// Targets migrated at once.
+        #[arg(long, default_value_t = fleet::DEFAULT_CONCURRENCY as u16,
+              value_parser = clap::value_parser!(u16).range(1..=64))]
+        concurrency: u16,
+        /// The key DSN passwords are sealed under (prefer the environment: a
+        /// flag shows in `ps`).
+        #[arg(long, env = "SECRETS_KEY", hide_env_values = true)]
+        secrets_key: Option<String>,
     },
 }
 
@@ -54,10 +82,15 @@ struct ServeArgs {
     migrate: bool,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Which {
-    /// tenant-admin's catalog.
-    Catalog,
+/// Flags every `migrate` takes.
+#[derive(Debug, Args)]
+struct Common {
+    /// The catalog's PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// List what would be applied, change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// Runs the command line; the process's exit status.
@@ -70,7 +103,7 @@ pub fn main() -> ExitCode {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     ExitCode::SUCCESS
                 }
-                _ => ExitCode::from(64),
+                _ => ExitCode::from(EX_USAGE),
             };
         }
     };
@@ -87,13 +120,30 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command {
-        Command::Migrate {
-            schema: Which::Catalog,
-            database_url,
-            dry_run,
-        } => runtime.block_on(migrate(Schema::Catalog, database_url, dry_run)),
-        Command::Serve(_) => unreachable!("handled above"),
+    let Command::Migrate { schema } = cli.command else {
+        unreachable!("serve is handled above")
+    };
+    let status = runtime.block_on(async {
+        match schema {
+            Migrate::Catalog(common) => migrate_catalog(common).await,
+            Migrate::Tenants {
+                common,
+                targets,
+                concurrency,
+                secrets_key,
+            } => {
+                let opts = FleetOptions {
+                    targets: (!targets.is_empty()).then_some(targets),
+                    concurrency: usize::from(concurrency),
+                    dry_run: common.dry_run,
+                };
+                migrate_tenants(common.database_url, secrets_key, opts).await
+            }
+        }
+    });
+    match status {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(status) => ExitCode::from(status),
     }
 }
 
@@ -172,60 +222,157 @@ fn init_logging() {
         .try_init();
 }
 
-async fn migrate(schema: Schema, url: Option<String>, dry_run: bool) -> ExitCode {
+/// Connects to the catalog: 78 without a URL, 69 when it cannot be reached.
+async fn connect_catalog(url: Option<String>) -> Result<PgPool, u8> {
     let Some(url) = url else {
         eprintln!("tenant-admin: --database-url (or DATABASE_URL) is required");
-        return ExitCode::from(78);
+        return Err(EX_CONFIG);
     };
-    let pool = match PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(CONNECT_TIMEOUT)
-        .connect(&url)
-        .await
-    {
-        Ok(pool) => pool,
-        Err(e) => {
-            // sqlx's message names host and database, never the password.
-            eprintln!(
-                "tenant-admin: cannot reach the {} database: {e}",
-                schema.name()
-            );
-            return ExitCode::from(69);
-        }
-    };
+    let options: PgConnectOptions = url.parse().map_err(|e| {
+        // The URL parser's messages never quote the URL.
+        eprintln!("tenant-admin: --database-url (or DATABASE_URL) is not a PostgreSQL URL: {e}");
+        EX_CONFIG
+    })?;
+    // Two: the lease renewal runs beside the per-target bookkeeping.
+    db::connect(options, 2, CONNECT_TIMEOUT).await.map_err(|e| {
+        // sqlx's message names host and database, never the password.
+        eprintln!("tenant-admin: cannot reach the catalog database: {e}");
+        EX_UNAVAILABLE
+    })
+}
+
+async fn migrate_catalog(common: Common) -> Result<(), u8> {
+    let pool = connect_catalog(common.database_url).await?;
+    let schema = Schema::Catalog;
     let name = schema.name();
-    if dry_run {
-        return match migrations::pending(&pool, schema).await {
-            Ok(pending) if pending.is_empty() => {
-                println!("{name}: up to date at version {}", schema.latest());
-                ExitCode::SUCCESS
-            }
-            Ok(pending) => {
-                for (version, description) in pending {
-                    println!("{name}: would apply {version:04} {description}");
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("tenant-admin: {name}: {e}");
-                ExitCode::from(69)
-            }
-        };
+    if common.dry_run {
+        let pending = migrations::pending(&pool, schema).await.map_err(|e| {
+            eprintln!("tenant-admin: {name}: {e}");
+            EX_UNAVAILABLE
+        })?;
+        let pending: Vec<(i64, String)> = pending
+            .into_iter()
+            .map(|(v, d)| (v, d.to_owned()))
+            .collect();
+        print_pending(name, &pending, schema.latest());
+        return Ok(());
     }
     match migrations::apply(&pool, schema).await {
-        Ok(applied) if applied.is_empty() => {
-            println!("{name}: up to date at version {}", schema.latest());
-            ExitCode::SUCCESS
-        }
         Ok(applied) => {
-            for version in applied {
-                println!("{name}: applied {version:04}");
-            }
-            ExitCode::SUCCESS
+            print_applied(name, &applied, schema.latest());
+            Ok(())
         }
         Err(e) => {
             eprintln!("tenant-admin: {name}: migration failed: {e}");
-            ExitCode::FAILURE
+            Err(1)
         }
     }
+}
+
+async fn migrate_tenants(
+    url: Option<String>,
+    secrets_key: Option<String>,
+    opts: FleetOptions,
+) -> Result<(), u8> {
+    let key = match secrets_key.as_deref().map(SecretsKey::parse).transpose() {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("tenant-admin: {e}");
+            return Err(EX_CONFIG);
+        }
+    };
+    let catalog = connect_catalog(url).await?;
+    match migrations::pending(&catalog, Schema::Catalog).await {
+        Ok(pending) if pending.is_empty() => {}
+        Ok(_) => {
+            eprintln!(
+                "tenant-admin: the catalog is not migrated: run `tenant-admin migrate catalog` first"
+            );
+            return Err(EX_CONFIG);
+        }
+        Err(e) => {
+            eprintln!("tenant-admin: catalog: {e}");
+            return Err(EX_UNAVAILABLE);
+        }
+    }
+    let outcome = match fleet::start_job(&catalog, &opts).await {
+        Ok(job) => fleet::run_job(&catalog, key.as_ref(), job, opts.concurrency).await,
+        Err(e) => Err(e),
+    };
+    let outcome = outcome.map_err(|e| {
+        eprintln!("tenant-admin: migrate tenants: {e}");
+        match e {
+            FleetError::UnknownTargets(_) | FleetError::NoTargets => EX_USAGE,
+            FleetError::Busy(_) | FleetError::Leased(_) | FleetError::LeaseLost(_) => EX_TEMPFAIL,
+            FleetError::Catalog(_) => EX_UNAVAILABLE,
+            FleetError::NoSuchJob(_)
+            | FleetError::Finished { .. }
+            | FleetError::BadParams { .. } => 1,
+        }
+    })?;
+    print_outcome(&outcome);
+    if outcome.counts.failed == 0 {
+        Ok(())
+    } else {
+        Err(1)
+    }
+}
+
+/// `NAME: applied 0001` per version, or `NAME: up to date at version N`.
+fn print_applied(name: &str, applied: &[i64], version: i64) {
+    if applied.is_empty() {
+        println!("{name}: up to date at version {version}");
+    }
+    for v in applied {
+        println!("{name}: applied {v:04}");
+    }
+}
+
+/// `NAME: would apply 0001 initial` per migration, or `NAME: up to date at version N`.
+fn print_pending(name: &str, pending: &[(i64, String)], version: i64) {
+    if pending.is_empty() {
+        println!("{name}: up to date at version {version}");
+    }
+    for (v, description) in pending {
+        println!("{name}: would apply {v:04} {description}");
+    }
+}
+
+/// One line per target (or per migration), then the summary.
+fn print_outcome(outcome: &JobOutcome) {
+    for target in &outcome.targets {
+        let name = target.target.as_str();
+        let version = target.version.unwrap_or(0);
+        match target.outcome {
+            Outcome::Applied | Outcome::UpToDate => print_applied(name, &target.applied, version),
+            Outcome::WouldApply => {
+                let pending: Vec<(i64, String)> = target
+                    .would_apply
+                    .iter()
+                    .map(|m| (m.version, m.description.clone()))
+                    .collect();
+                print_pending(name, &pending, version);
+            }
+            Outcome::Earlier => println!("{name}: applied by an earlier run, not redone"),
+            Outcome::Failed => println!(
+                "{name}: failed: {}",
+                target.error.as_deref().unwrap_or("unknown error")
+            ),
+        }
+    }
+    let c = &outcome.counts;
+    let done = if outcome.dry_run {
+        format!("{} would apply", c.would_apply)
+    } else {
+        format!("{} applied, {} earlier", c.applied, c.earlier)
+    };
+    println!(
+        "migrate tenants: job {} {}{}: {} targets, {done}, {} up to date, {} failed",
+        outcome.job_id,
+        outcome.state,
+        if outcome.dry_run { " (dry run)" } else { "" },
+        c.targets,
+        c.up_to_date,
+        c.failed,
+    );
 }

@@ -10,13 +10,18 @@
 //! - [`api`]: the `/v1` resources, their validation, auth, idempotency and audit.
 //! - [`feed`]: the routing snapshot built from the catalog, versioned and long-polled.
 //! - [`jobs`]: resumable provisioning and purge jobs, and their worker.
+//! - [`fleet`]: the tenant schema across every shard and dedicated cluster,
+//!   as resumable `migrate_tenants` jobs, and each target's version.
 //! - [`migrations`]: the catalog and tenant schemas, embedded, and applying them.
 //! - [`secrets`]: sealing passwords under `SECRETS_KEY`, hashing tokens.
+//! - `db.rs`: opening pools with a bounded connect that says why it failed.
 
 pub mod api;
 pub mod app;
 pub mod cli;
+mod db;
 pub mod feed;
+pub mod fleet;
 pub mod jobs;
 pub mod migrations;
 pub mod secrets;

@@ -6,12 +6,16 @@
 //! detect "Address already in use" and retry on a fresh port.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::error::{Result, TestkitError};
 
 /// How many fresh ports a server start tries before giving up.
 const PORT_ATTEMPTS: u32 = 5;
+
+/// How long a restart keeps trying to get its server's old port back.
+const RESTART_PORT_WAIT: Duration = Duration::from_secs(1);
 
 /// A port on 127.0.0.1 that nothing listened on a moment ago.
 pub(crate) fn free_port() -> Result<u16> {
@@ -65,4 +69,32 @@ pub(crate) fn start_on_free_port<T>(
         attempts: PORT_ATTEMPTS,
         log_tail: last_tail,
     })
+}
+
+/// Starts a server again on its old `port` with `spawn`, retrying for a moment while the
+/// port is still held (by the old process's lingering socket, or by a newcomer).
+///
+/// # Errors
+///
+/// The first error that is not a lost port race, or [`TestkitError::PortTaken`] once
+/// [`RESTART_PORT_WAIT`] has passed.
+pub(crate) fn restart_on_port<T>(
+    server: &'static str,
+    port: u16,
+    mut spawn: impl FnMut(u16) -> Result<T>,
+) -> Result<T> {
+    let start = Instant::now();
+    loop {
+        match spawn(port) {
+            Err(TestkitError::ExitedDuringStartup { log_tail, .. })
+                if lost_port_race(&log_tail) =>
+            {
+                if start.elapsed() > RESTART_PORT_WAIT {
+                    return Err(TestkitError::PortTaken { server, port });
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            started => return started,
+        }
+    }
 }

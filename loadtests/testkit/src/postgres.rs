@@ -43,6 +43,9 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an immediate shutdown (`SIGQUIT`) may take before `SIGKILL`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a fast shutdown (`SIGINT`, see [`PgCluster::stop`]) may take before `SIGKILL`.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// Server settings that trade durability and background work for speed.
 const SETTINGS: &[(&str, &str)] = &[
     ("listen_addresses", "127.0.0.1"),
@@ -69,8 +72,11 @@ const SETTINGS: &[(&str, &str)] = &[
 /// ```
 #[derive(Debug)]
 pub struct PgCluster {
-    /// The postmaster; stopped in `Drop` before `dir` is removed.
+    /// The postmaster; stopped in `Drop` before `dir` is removed. After
+    /// [`PgCluster::stop`] it is a reaped process until [`PgCluster::start_again`].
     process: ServerProcess,
+    /// Who the postmaster runs as, kept to start it again.
+    account: Account,
     /// The TCP port on 127.0.0.1 that clients connect to.
     port: u16,
     /// Where `createdb` and `psql` come from, so client and server versions match.
@@ -99,6 +105,7 @@ impl PgCluster {
         })?;
         Ok(Self {
             process,
+            account,
             port,
             bin,
             layout,
@@ -178,9 +185,34 @@ impl PgCluster {
         process::run_to_completion(&mut command)
     }
 
-    /// The postmaster's process id, to check it is gone after drop.
+    /// The postmaster's process id, to check it is gone after drop; after
+    /// [`PgCluster::stop`], the id it had.
     pub fn pid(&self) -> u32 {
         self.process.pid()
+    }
+
+    /// Shuts the server down (fast shutdown: sessions are ended, data is kept), for tests of
+    /// what happens while a database is unreachable. Connections are refused until
+    /// [`PgCluster::start_again`]. Does nothing if it is stopped.
+    pub fn stop(&mut self) {
+        self.process.stop(Signal::SIGINT, STOP_GRACE);
+    }
+
+    /// Starts a stopped server again on the same port with the same data, returning once it
+    /// accepts connections. Does nothing if it runs.
+    ///
+    /// # Errors
+    ///
+    /// [`TestkitError::PortTaken`] when another process took the port meanwhile, and the
+    /// startup errors of [`PgCluster::start`].
+    pub fn start_again(&mut self) -> Result<()> {
+        if !self.process.has_exited() {
+            return Ok(());
+        }
+        self.process = port::restart_on_port("PostgreSQL", self.port, |port| {
+            spawn_postmaster(&self.bin, self.account, self.dir.path(), &self.layout, port)
+        })?;
+        Ok(())
     }
 
     /// PGDATA; it and its parent directory are deleted on drop.

@@ -128,6 +128,11 @@ impl ServerProcess {
         self.wait_reaped(KILL_WAIT);
     }
 
+    /// Whether the process has exited (and was reaped).
+    pub(crate) fn has_exited(&mut self) -> bool {
+        self.try_reap().is_some()
+    }
+
     /// Reaps the process if it has exited, returning how.
     fn try_reap(&mut self) -> Option<ExitStatus> {
         if self.exit.is_none() {

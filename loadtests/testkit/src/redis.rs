@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
@@ -24,9 +24,6 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a `SIGTERM` shutdown may take before `SIGKILL`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// How long [`RedisServer::restart`] keeps trying to get its old port back.
-const RESTART_PORT_WAIT: Duration = Duration::from_secs(1);
 
 /// A running, throwaway Redis server.
 ///
@@ -105,27 +102,11 @@ impl RedisServer {
     /// startup errors of [`RedisServer::start`].
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
-        let start = Instant::now();
-        loop {
-            match spawn(&self.binary, self.dir.path(), &self.log, self.port) {
-                Ok(process) => {
-                    self.process = Some(process);
-                    return Ok(());
-                }
-                Err(TestkitError::ExitedDuringStartup { log_tail, .. })
-                    if port::lost_port_race(&log_tail) =>
-                {
-                    if start.elapsed() > RESTART_PORT_WAIT {
-                        return Err(TestkitError::PortTaken {
-                            server: "Redis",
-                            port: self.port,
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(err) => return Err(err),
-            }
-        }
+        let process = port::restart_on_port("Redis", self.port, |port| {
+            spawn(&self.binary, self.dir.path(), &self.log, port)
+        })?;
+        self.process = Some(process);
+        Ok(())
     }
 
     /// Whether the server process is running (it has not been stopped or killed).

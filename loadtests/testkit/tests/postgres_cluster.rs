@@ -156,3 +156,25 @@ fn cluster_is_stopped_and_deleted_when_the_test_panics() {
         "port {port} still accepts connections"
     );
 }
+
+#[test]
+fn stopped_cluster_refuses_connections_and_starts_again_with_its_data() {
+    let mut pg = PgCluster::start().unwrap();
+    pg.create_database("kept").unwrap();
+    pg.execute("kept", "CREATE TABLE t (id int); INSERT INTO t VALUES (7)")
+        .unwrap();
+    let first_pid = pg.pid();
+
+    pg.stop();
+    assert!(
+        TcpStream::connect(("127.0.0.1", pg.port())).is_err(),
+        "a stopped cluster still accepts connections"
+    );
+    assert!(!Path::new(&format!("/proc/{first_pid}")).exists());
+    pg.stop(); // stopping twice is harmless
+
+    pg.start_again().unwrap();
+    assert_ne!(pg.pid(), first_pid);
+    assert_eq!(pg.execute("kept", "SELECT id FROM t").unwrap().trim(), "7");
+    pg.start_again().unwrap(); // starting a running cluster is harmless
+}

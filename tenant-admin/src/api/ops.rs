@@ -16,8 +16,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::problem::{ApiError, ApiResult, Problem};
-use super::request::{Page, PageQuery};
+use super::request::{Caller, JsonBody, Page, PageQuery, audit};
 use crate::app::AppState;
+use crate::fleet;
 
 type St = State<Arc<AppState>>;
 
@@ -31,6 +32,121 @@ pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(list_audit))
         .routes(routes!(routing_snapshot))
         .routes(routes!(list_gateways))
+        .routes(routes!(list_migrations))
+        .routes(routes!(apply_migrations))
+}
+
+// ---------------------------------------------------------------- tenant-schema migrations
+
+/// Every target's tenant-schema version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MigrationStatus {
+    /// The newest tenant-schema version this build carries.
+    pub latest: i64,
+    /// Each shard and dedicated cluster: applied versions, pending count,
+    /// or why it could not be read.
+    pub targets: Vec<fleet::TargetVersion>,
+}
+
+/// Each shard's and dedicated cluster's tenant-schema version, so skew is
+/// visible (unreachable databases say why).
+#[utoipa::path(get, path = "/v1/migrations", tag = "operations",
+    responses((status = 200, body = MigrationStatus), (status = 401, body = Problem), (status = 503, body = Problem)))]
+async fn list_migrations(State(st): St) -> ApiResult<Json<MigrationStatus>> {
+    let targets = fleet::target_versions(&st.db, st.key.as_ref(), fleet::DEFAULT_CONCURRENCY)
+        .await
+        .map_err(fleet_error)?;
+    Ok(Json(MigrationStatus {
+        latest: crate::migrations::Schema::Tenant.latest(),
+        targets,
+    }))
+}
+
+/// `POST /v1/migrations/apply`
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyMigrations {
+    /// Only these targets; absent: every target not offline.
+    pub targets: Option<Vec<String>>,
+    /// List what would be applied, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Databases migrated at once, 1 to 64 (default 4).
+    pub concurrency: Option<u16>,
+}
+
+/// Applies pending tenant-schema migrations to every shard and dedicated
+/// cluster (or those named) as a job: 202 with the job to follow at
+/// `/v1/jobs/{id}`. A failed run is resumed by applying again: targets
+/// already applied are not touched.
+#[utoipa::path(post, path = "/v1/migrations/apply", tag = "operations", request_body = ApplyMigrations,
+    responses((status = 202, body = Job), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn apply_migrations(
+    State(st): St,
+    caller: Caller,
+    JsonBody(body): JsonBody<ApplyMigrations>,
+) -> ApiResult<(StatusCode, HeaderMap, Json<Job>)> {
+    let concurrency = usize::from(super::validate::range(
+        "concurrency",
+        body.concurrency.unwrap_or(4),
+        1,
+        64,
+    )?);
+    if let Some(targets) = &body.targets {
+        for (i, t) in targets.iter().enumerate() {
+            super::validate::target(&format!("targets[{i}]"), t)?;
+        }
+    }
+    let options = fleet::FleetOptions {
+        targets: body.targets.clone(),
+        concurrency,
+        dry_run: body.dry_run,
+    };
+    let id = fleet::start_job(&st.db, &options)
+        .await
+        .map_err(fleet_error)?;
+    let mut tx = st.db.begin().await?;
+    audit(
+        &mut tx,
+        &caller,
+        "migrations.apply",
+        &format!("/v1/jobs/{id}"),
+        None::<&()>,
+        Some(&serde_json::json!({ "targets": body.targets, "dry_run": body.dry_run })),
+    )
+    .await?;
+    tx.commit().await?;
+    let runner = st.clone();
+    tokio::spawn(async move {
+        match fleet::run_job(&runner.db, runner.key.as_ref(), id, concurrency).await {
+            Ok(outcome) => {
+                tracing::info!(job = id, state = ?outcome.state, "tenant-schema migrations finished")
+            }
+            Err(e) => tracing::warn!(job = id, error = %e, "tenant-schema migrations did not run"),
+        }
+    });
+    let job = fetch_job(&st.db, id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        super::catalog::location(&format!("/v1/jobs/{id}")),
+        Json(job),
+    ))
+}
+
+fn fleet_error(e: fleet::FleetError) -> ApiError {
+    use fleet::FleetError as E;
+    match e {
+        E::UnknownTargets(_) | E::NoTargets => ApiError::invalid("targets", e.to_string()),
+        E::Busy(_) | E::Leased(_) => ApiError::conflict(e.to_string()),
+        E::Catalog(e) => ApiError::from(e),
+        other => {
+            tracing::error!(error = %other, "migration job error");
+            ApiError::internal()
+        }
+    }
 }
 
 // ---------------------------------------------------------------- jobs
