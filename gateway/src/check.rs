@@ -76,7 +76,7 @@ fn check_snapshot(
             rejected
                 .problems
                 .into_iter()
-                .map(|p| format!("{what} {}: {p}", rejected.path)),
+                .map(|p| format!("{what} {}: {p}", rejected.origin)),
         ),
     }
 }

@@ -14,7 +14,7 @@ use crate::config::{Config, Source};
 use crate::metrics::Metrics;
 use crate::state::RoutingState;
 use crate::upstreams::Upstreams;
-use crate::{server, snapshot_file};
+use crate::{server, snapshot_feed, snapshot_file};
 
 /// Bad command-line usage.
 pub const EXIT_USAGE: u8 = 64;
@@ -115,19 +115,17 @@ fn serve(config: &Config, upgrade: bool) -> ExitCode {
                 for p in loaded.prepare(&upstreams, None) {
                     eprintln!("gateway: {p}");
                 }
-                metrics.snapshot_accepted(&mut loaded);
-                state.replace(loaded);
+                state.install(loaded, &metrics);
             }
             Err(rejected) => {
                 eprintln!("gateway: {rejected}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         },
+        // Serve the last-known-good copy, if any; the feed follower
+        // started by `server::build` takes it from there.
         Source::Admin { .. } => {
-            eprintln!(
-                "gateway: source.kind = \"admin\" arrives with tenant-admin's routing feed (issue 5)"
-            );
-            return ExitCode::from(EXIT_UNAVAILABLE);
+            snapshot_feed::start_from_cache(config, &state, &metrics, &upstreams);
         }
     }
     let mut server = server::new_server(config, upgrade);

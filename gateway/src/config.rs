@@ -16,6 +16,8 @@ use ipnet::IpNet;
 use router::{Hostname, RegionName};
 use serde::Deserialize;
 
+use crate::feed_client::FeedUrl;
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -72,8 +74,8 @@ pub enum Source {
     },
     /// tenant-admin's routing feed.
     Admin {
-        /// Base URL of tenant-admin.
-        url: String,
+        /// Base URL of tenant-admin (`http://` or `https://`).
+        url: FeedUrl,
         /// File holding the `gateway` role's bearer token.
         token_file: PathBuf,
         /// Where the last-known-good snapshot is kept across restarts.
@@ -494,26 +496,20 @@ impl RawConfig {
         }
 
         let source = match self.source {
-            RawSource::File { path } => Source::File {
+            RawSource::File { path } => Some(Source::File {
                 path: resolve(path),
-            },
+            }),
             RawSource::Admin {
                 url,
                 token_file,
                 cache_path,
-            } => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    p.push(
-                        "source.url",
-                        format!("{url:?} is not an http:// or https:// URL"),
-                    );
-                }
-                Source::Admin {
+            } => p
+                .check("source.url", FeedUrl::parse(&url))
+                .map(|url| Source::Admin {
                     url,
                     token_file: resolve(token_file),
                     cache_path: resolve(cache_path),
-                }
-            }
+                }),
         };
 
         let redis = self.redis.map(|r| {
@@ -577,8 +573,8 @@ impl RawConfig {
             pid_file: resolve(self.shutdown.pid_file),
         };
 
-        match (region, admin_listen) {
-            (Some(region), Some(admin_listen)) if p.0.is_empty() => Ok(Config {
+        match (region, admin_listen, source) {
+            (Some(region), Some(admin_listen), Some(source)) if p.0.is_empty() => Ok(Config {
                 path: path.to_owned(),
                 region,
                 http_listen,

@@ -7,20 +7,25 @@
 //! Built so far: the configuration and `gateway --check`; HTTP and HTTPS
 //! listeners (rustls, certificates chosen by SNI and hot-reloaded, 421 when
 //! the SNI names another tenant); tenant resolution from a watched snapshot
-//! file; upstream headers and spoofed-header stripping; problem+json errors;
-//! a load balancer per pool with one shared health check and a circuit
-//! breaker per backend, and one retry of idempotent requests on another
-//! backend; per-tenant and per-IP rate limits, shared across gateways
-//! through Redis; the tenant-safe response cache and its purges; the admin
-//! listener, Prometheus metrics and the JSON access log.
+//! file or from tenant-admin's routing feed (long-polled, with a
+//! last-known-good copy kept across restarts); upstream headers and
+//! spoofed-header stripping; problem+json errors; a load balancer per pool
+//! with one shared health check and a circuit breaker per backend, and one
+//! retry of idempotent requests on another backend; per-tenant and per-IP
+//! rate limits, shared across gateways through Redis; the tenant-safe
+//! response cache and its purges; the admin listener, Prometheus metrics
+//! and the JSON access log.
 //!
 //! # Layout
 //!
 //! - [`config`]: the TOML config file and its validation into [`config::Config`].
-//! - [`snapshot_file`]: a routing snapshot file → a routing table for this gateway.
+//! - [`snapshot_file`]: a routing snapshot (file or feed JSON) → a routing table for this gateway.
 //! - [`check`]: `gateway --check`.
 //! - [`state`]: the routing table in force, swapped atomically.
 //! - [`snapshot_watch`]: reloading the snapshot file when it changes.
+//! - [`snapshot_feed`]: following tenant-admin's routing feed.
+//! - [`feed_client`]: the feed's HTTP client: URL, long poll, TLS.
+//! - [`snapshot_cache`]: the feed's last-known-good snapshot, kept on disk.
 //! - [`file_stamp`]: telling one version of a watched file from the next.
 //! - [`cert_store`]: TLS certificates chosen by SNI, reloaded from a directory.
 //! - [`tls`]: the HTTPS listener's settings and the certificate watcher.
@@ -36,7 +41,7 @@
 //! - [`cache_store`]: the cache's in-memory storage.
 //! - [`limits`]: per-tenant and per-client-IP rate limits (GCRA).
 //! - [`purge_bus`]: cache purges carried to every gateway through a Redis stream.
-//! - [`redis_link`]: Redis connections, the gateway's id and outage logging.
+//! - [`redis_link`]: Redis connections, the gateway's id (also the feed's) and outage logging.
 //! - [`shared_limits`]: tenant limits shared by the gateways on one Redis.
 //! - [`headers`]: header names, and editing the upstream request's headers cheaply.
 //! - [`server`]: the Pingora server and its services.
@@ -51,6 +56,7 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod feed_client;
 pub mod file_stamp;
 pub mod headers;
 pub mod limits;
@@ -62,6 +68,8 @@ pub mod redis_link;
 pub mod request_id;
 pub mod server;
 pub mod shared_limits;
+pub mod snapshot_cache;
+pub mod snapshot_feed;
 pub mod snapshot_file;
 pub mod snapshot_watch;
 pub mod state;

@@ -62,6 +62,10 @@ pub struct Metrics {
     cache_entries: IntGauge,
     /// Purges applied, by scope (tenant, paths) and origin (local, remote).
     cache_purges: IntCounterVec,
+    /// Failed polls of tenant-admin's routing feed, by kind.
+    feed_errors: IntCounterVec,
+    /// 1 while the last poll of the routing feed was answered.
+    feed_up: IntGauge,
 }
 
 /// The `x-cache` values, in the order of `cache_results`.
@@ -243,8 +247,23 @@ impl Metrics {
             &["scope", "origin"],
         )
         .expect("valid metric");
+        let feed_errors = IntCounterVec::new(
+            Opts::new(
+                "switchyard_gateway_feed_errors_total",
+                "Failed polls of tenant-admin's routing feed, by kind (connect, tls, timeout, http, body, auth, status_5xx, status_other)",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let feed_up = IntGauge::new(
+            "switchyard_gateway_feed_up",
+            "1 while tenant-admin's routing feed answers this gateway's polls, 0 while it does not",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(rate_limit_vec) as Box<dyn prometheus::core::Collector>,
+            Box::new(feed_errors.clone()),
+            Box::new(feed_up.clone()),
             Box::new(cache_vec),
             Box::new(cache_bytes.clone()),
             Box::new(cache_entries.clone()),
@@ -294,7 +313,20 @@ impl Metrics {
             cache_bytes,
             cache_entries,
             cache_purges,
+            feed_errors,
+            feed_up,
         }
+    }
+
+    /// Counts a failed poll of the routing feed; `kind` is a constant
+    /// (bounded label).
+    pub fn feed_error(&self, kind: &'static str) {
+        self.feed_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// Records whether the routing feed answered the last poll.
+    pub fn feed_up(&self, up: bool) {
+        self.feed_up.set(i64::from(up));
     }
 
     /// Counts a response of a caching tenant by its `x-cache` value.

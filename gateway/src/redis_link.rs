@@ -11,12 +11,28 @@ use crate::clock;
 /// The key prefix of everything the gateways keep in Redis.
 pub const PREFIX: &str = "switchyard:";
 
-/// A gateway process's id among those sharing Redis: unique per process,
-/// so an upgraded process is a new gateway and the old one fades out.
+/// A gateway process's id among those sharing Redis, and in tenant-admin's
+/// list of gateways following its feed: `<host>-<pid>-<nonce>`. The host
+/// name tells an operator which machine it is; pid and nonce make it
+/// unique per process, so an upgraded process is a new gateway and the old
+/// one fades out.
 pub fn gateway_id() -> String {
     use std::hash::BuildHasher;
     let nonce = std::collections::hash_map::RandomState::new().hash_one(clock::now_ns());
-    format!("{}-{nonce:016x}", std::process::id())
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}{}-{nonce:016x}", host_part(&host), std::process::id())
+}
+
+/// `host-` for a host name, kept to the characters of a DNS name and at
+/// most 63 of them; empty when there is none.
+fn host_part(host: &str) -> String {
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+        .take(63)
+        .collect();
+    if host.is_empty() { host } else { host + "-" }
 }
 
 /// A connection to the Redis at `url` that reconnects by itself, gives up
@@ -68,6 +84,15 @@ impl Outage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateway_ids_are_unique_and_name_the_host_in_dns_characters() {
+        assert_ne!(gateway_id(), gateway_id());
+        assert_eq!(host_part(" gw-eu-1.example\n"), "gw-eu-1.example-");
+        assert_eq!(host_part("we ird/ho$t"), "weirdhot-");
+        assert_eq!(host_part(""), "");
+        assert_eq!(host_part(&"h".repeat(300)).len(), 64);
+    }
 
     #[test]
     fn an_outage_starts_and_ends_once() {

@@ -22,6 +22,7 @@ use crate::proxy::Gateway;
 use crate::purge_bus::PurgeBus;
 use crate::redis_link;
 use crate::shared_limits::SharedLimits;
+use crate::snapshot_feed::FeedFollower;
 use crate::snapshot_watch::SnapshotWatcher;
 use crate::state::RoutingState;
 use crate::tls::{self, CertWatcher};
@@ -53,7 +54,7 @@ pub fn new_server(config: &Config, upgrade: bool) -> Server {
 }
 
 /// Adds the gateway's services to `server`: the proxy on its listeners,
-/// the admin listener and the snapshot watcher.
+/// the admin listener, and the snapshot watcher or the feed follower.
 ///
 /// # Errors
 ///
@@ -72,8 +73,10 @@ pub fn build(
         IpSweeper::new(ip_limits.clone(), metrics.clone()),
     ));
     let cache = Arc::new(ResponseCache::new(&config.cache));
-    // One id for this process among the gateways sharing Redis.
+    // One id for this process among the gateways sharing Redis, and in
+    // tenant-admin's list of gateways following its feed.
     let id = redis_link::gateway_id();
+    let feed_id = id.clone();
     let purges = config.redis.as_ref().map(|redis| {
         let (bus, sender) = PurgeBus::new(
             redis.url.clone(),
@@ -138,15 +141,24 @@ pub fn build(
         ));
     }
 
-    if let Source::File { path } = &config.source {
-        let watcher = SnapshotWatcher::new(
-            path.clone(),
-            config.clone(),
-            state,
-            metrics,
-            upstreams.clone(),
-        );
-        server.add_service(background_service("snapshot watcher", watcher));
+    match &config.source {
+        Source::File { path } => {
+            let watcher = SnapshotWatcher::new(
+                path.clone(),
+                config.clone(),
+                state,
+                metrics,
+                upstreams.clone(),
+            );
+            server.add_service(background_service("snapshot watcher", watcher));
+        }
+        Source::Admin { .. } => {
+            if let Some(follower) =
+                FeedFollower::new(config, feed_id, state, metrics, upstreams.clone())
+            {
+                server.add_service(background_service("routing feed", follower));
+            }
+        }
     }
     Ok(())
 }

@@ -1,15 +1,18 @@
-//! Loading a routing snapshot file into a routing table this gateway can
-//! use: parsed, validated against the gateway's base domains, and known to
-//! contain the gateway's region. Used at start-up, by the file watcher on
-//! every change, and by `gateway --check`.
+//! Turning a routing snapshot (a file, or the JSON the tenant-admin feed
+//! serves) into a routing table this gateway can use: parsed, validated
+//! against the gateway's base domains, and known to contain the gateway's
+//! region. Used at start-up, by the file watcher and the feed follower on
+//! every new version, and by `gateway --check`.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use router::{BuildOptions, RegionIdx, RoutingTable, Snapshot};
+use router::{BuildOptions, Problems, RegionIdx, RoutingTable, Snapshot, SnapshotError};
 
 use crate::config::Config;
 use crate::limits::TenantLimits;
 use crate::metrics::RequestCounters;
+use crate::state::RoutingState;
 use crate::upstreams::{Balancers, Upstreams};
 
 /// A routing table and this gateway's region in it.
@@ -41,49 +44,89 @@ impl LoadedTable {
     }
 }
 
-/// Why a snapshot file cannot be used. Each string is one problem, ready
-/// for a log line or `--check` output.
+/// Why a snapshot cannot be used. Each string is one problem, ready for a
+/// log line or `--check` output.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("snapshot {path} is not usable:{}", problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+#[error("snapshot {origin} is not usable:{}", problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
 pub struct SnapshotRejected {
-    /// The file.
-    pub path: String,
+    /// Where it came from: the file's path, or `from the feed at <url>`.
+    pub origin: String,
     /// Every problem found.
     pub problems: Vec<String>,
 }
 
-/// Reads, validates and compiles the snapshot at `path` for `config`.
+impl SnapshotRejected {
+    fn new(origin: &str, problems: Vec<String>) -> Self {
+        Self {
+            origin: origin.to_owned(),
+            problems,
+        }
+    }
+
+    /// A snapshot that could not be read or parsed.
+    fn unreadable(origin: &str, e: SnapshotError) -> Self {
+        match e {
+            SnapshotError::Invalid(p) => Self::new(origin, listed(&p)),
+            other => Self::new(origin, vec![other.to_string()]),
+        }
+    }
+}
+
+fn listed(problems: &Problems) -> Vec<String> {
+    problems
+        .iter()
+        .map(|p| format!("{}: {}", p.location, p.message))
+        .collect()
+}
+
+/// Reads, validates and compiles the snapshot at `path` (TOML or JSON) for
+/// `config`.
 ///
 /// # Errors
 ///
 /// [`SnapshotRejected`] listing every problem: unreadable or unparsable
 /// file, invalid snapshot, or a snapshot without the gateway's region.
 pub fn load(path: &Path, config: &Config) -> Result<LoadedTable, SnapshotRejected> {
-    let rejected = |problems: Vec<String>| SnapshotRejected {
-        path: path.display().to_string(),
-        problems,
-    };
-    let snapshot = Snapshot::from_path(path).map_err(|e| match e {
-        router::SnapshotError::Invalid(p) => rejected(
-            p.iter()
-                .map(|p| format!("{}: {}", p.location, p.message))
-                .collect(),
-        ),
-        other => rejected(vec![other.to_string()]),
-    })?;
+    let origin = path.display().to_string();
+    let snapshot =
+        Snapshot::from_path(path).map_err(|e| SnapshotRejected::unreadable(&origin, e))?;
+    compile(&snapshot, config, &origin)
+}
+
+/// Parses, validates and compiles a JSON snapshot (the feed's body) for
+/// `config`; `origin` names where it came from in messages.
+///
+/// # Errors
+///
+/// As [`load`].
+pub fn from_json(
+    json: &[u8],
+    config: &Config,
+    origin: &str,
+) -> Result<LoadedTable, SnapshotRejected> {
+    let snapshot = std::str::from_utf8(json)
+        .map_err(|e| SnapshotRejected::new(origin, vec![format!("not UTF-8: {e}")]))
+        .and_then(|text| {
+            Snapshot::from_json(text).map_err(|e| SnapshotRejected::unreadable(origin, e))
+        })?;
+    compile(&snapshot, config, origin)
+}
+
+/// Validates `snapshot` against the gateway's base domains, compiles it and
+/// finds the gateway's region in it.
+fn compile(
+    snapshot: &Snapshot,
+    config: &Config,
+    origin: &str,
+) -> Result<LoadedTable, SnapshotRejected> {
     let options = BuildOptions {
         base_domains: config.base_domains.clone(),
     };
-    let table = RoutingTable::build(&snapshot, &options).map_err(|p| {
-        rejected(
-            p.iter()
-                .map(|p| format!("{}: {}", p.location, p.message))
-                .collect(),
-        )
-    })?;
+    let table = RoutingTable::build(snapshot, &options)
+        .map_err(|p| SnapshotRejected::new(origin, listed(&p)))?;
     let region = table.region(config.region.as_str()).ok_or_else(|| {
         let known: Vec<&str> = table.regions().iter().map(|r| r.as_str()).collect();
-        rejected(vec![format!(
+        SnapshotRejected::new(origin, vec![format!(
             "regions: the gateway's region {:?} (gateway.region in {}) is not in the snapshot, which has {known:?}",
             config.region.as_str(),
             config.path.display()
@@ -95,5 +138,36 @@ pub fn load(path: &Path, config: &Config) -> Result<LoadedTable, SnapshotRejecte
         balancers: Balancers::default(),
         counters: RequestCounters::default(),
         limits: TenantLimits::default(),
+    })
+}
+
+/// Builds a table with `build` and readies it for serving next to the
+/// table in force in `state`, on a blocking thread: parsing and compiling a
+/// large snapshot takes a while and must not stall the runtime.
+///
+/// # Errors
+///
+/// What `build` rejects, or a build task that died (named after `origin`).
+pub async fn build_off_runtime(
+    build: impl FnOnce() -> Result<LoadedTable, SnapshotRejected> + Send + 'static,
+    origin: &str,
+    upstreams: &Arc<Upstreams>,
+    state: &RoutingState,
+) -> Result<LoadedTable, SnapshotRejected> {
+    let upstreams = upstreams.clone();
+    let previous = state.current();
+    tokio::task::spawn_blocking(move || {
+        let mut loaded = build()?;
+        for p in loaded.prepare(&upstreams, previous.as_deref()) {
+            eprintln!("gateway: {p}");
+        }
+        Ok(loaded)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(SnapshotRejected::new(
+            origin,
+            vec![format!("the snapshot build task failed: {e}")],
+        ))
     })
 }

@@ -70,35 +70,16 @@ impl BackgroundService for SnapshotWatcher {
             seen = now;
             let path = self.path.clone();
             let config = self.config.clone();
-            let upstreams = self.upstreams.clone();
-            let previous = self.state.current();
-            // Building a large table takes a while: keep it off the runtime.
-            let loaded = tokio::task::spawn_blocking(move || {
-                let mut loaded = snapshot_file::load(&path, &config)?;
-                for p in loaded.prepare(&upstreams, previous.as_deref()) {
-                    eprintln!("gateway: {p}");
+            let origin = self.path.display().to_string();
+            let build = move || snapshot_file::load(&path, &config);
+            match snapshot_file::build_off_runtime(build, &origin, &self.upstreams, &self.state)
+                .await
+            {
+                Ok(loaded) => {
+                    let version = self.state.install(loaded, &self.metrics);
+                    eprintln!("gateway: routing snapshot version {version} loaded from {origin}");
                 }
-                Ok::<_, snapshot_file::SnapshotRejected>(loaded)
-            })
-            .await;
-            match loaded {
-                Ok(Ok(mut loaded)) => {
-                    let version = loaded.table.version();
-                    self.metrics.snapshot_accepted(&mut loaded);
-                    self.state.replace(loaded);
-                    eprintln!(
-                        "gateway: routing snapshot version {version} loaded from {}",
-                        self.path.display()
-                    );
-                }
-                Ok(Err(rejected)) => {
-                    self.metrics.snapshot_rejected();
-                    eprintln!(
-                        "gateway: {rejected}\ngateway: keeping snapshot version {:?}",
-                        self.state.version()
-                    );
-                }
-                Err(e) => eprintln!("gateway: snapshot load task failed: {e}"),
+                Err(rejected) => self.state.reject(&rejected, &self.metrics),
             }
         }
     }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
-use crate::snapshot_file::LoadedTable;
+use crate::metrics::Metrics;
+use crate::snapshot_file::{LoadedTable, SnapshotRejected};
 
 /// The current routing table, or none before the first snapshot loads.
 #[derive(Debug, Default)]
@@ -23,6 +24,24 @@ impl RoutingState {
     /// Makes `table` the one in force.
     pub fn replace(&self, table: LoadedTable) {
         self.current.store(Some(Arc::new(table)));
+    }
+
+    /// Puts an accepted table in force, counting it in `metrics`; returns
+    /// its version.
+    pub fn install(&self, mut table: LoadedTable, metrics: &Metrics) -> u64 {
+        let version = table.table.version();
+        metrics.snapshot_accepted(&mut table);
+        self.replace(table);
+        version
+    }
+
+    /// Logs and counts a rejected snapshot; the table in force stays.
+    pub fn reject(&self, rejected: &SnapshotRejected, metrics: &Metrics) {
+        metrics.snapshot_rejected();
+        match self.version() {
+            Some(v) => eprintln!("gateway: {rejected}\ngateway: keeping snapshot version {v}"),
+            None => eprintln!("gateway: {rejected}\ngateway: no snapshot in force yet: not ready"),
+        }
     }
 
     /// The version in force, if any.

@@ -51,10 +51,24 @@ impl Gateway {
     /// Starts a gateway whose files live in `dir`; `extra` is added to
     /// `[gateway]` and `sections` after the config's own sections.
     pub fn start_in(dir: tempfile::TempDir, snapshot: &str, extra: &str, sections: &str) -> Self {
+        std::fs::write(dir.path().join("routing.toml"), snapshot).unwrap();
+        let source = "kind = \"file\"\npath = \"routing.toml\"";
+        Self::start_with_source(dir, source, extra, sections)
+    }
+
+    /// Starts a gateway whose files live in `dir`, with `source` as the
+    /// body of its `[source]` section (e.g. `kind = "admin"` and its keys,
+    /// paths relative to `dir`); `extra` and `sections` as for
+    /// [`Gateway::start_in`]. `snapshot` is `dir/routing.toml` either way.
+    pub fn start_with_source(
+        dir: tempfile::TempDir,
+        source: &str,
+        extra: &str,
+        sections: &str,
+    ) -> Self {
         let http = free_port();
         let admin = free_port();
         let snapshot_path = dir.path().join("routing.toml");
-        std::fs::write(&snapshot_path, snapshot).unwrap();
         // Tests may bring their own [upstream]; otherwise short timeouts.
         let upstream = if sections.contains("[upstream]") {
             ""
@@ -71,8 +85,7 @@ base_domains = ["app.example.test"]
 {extra}
 
 [source]
-kind = "file"
-path = "routing.toml"
+{source}
 
 {upstream}
 
@@ -138,6 +151,21 @@ impl Gateway {
             .collect()
     }
 
+    /// Waits up to `limit` for a stderr line containing `needle`; returns it.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.log_lines(needle).pop() {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?} within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The value of the metric line starting with `name` (labels included
     /// in `name` when given), if present.
     pub fn metric(&self, name: &str) -> Option<f64> {
@@ -169,6 +197,16 @@ impl Gateway {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends SIGTERM and asserts the gateway exits with status 0 within
+    /// 15 s.
+    pub fn terminate(&mut self) {
+        self.signal("TERM");
+        let status = self
+            .wait_exit(Duration::from_secs(15))
+            .expect("the gateway did not exit after SIGTERM");
+        assert!(status.success(), "{status:?}");
     }
 
     /// Starts a second gateway on the same config with `--upgrade`: it
