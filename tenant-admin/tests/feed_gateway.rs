@@ -1,0 +1,320 @@
+//! The routing feed end to end: real gateways (the `gateway` binary Cargo
+//! built beside `tenant-admin`) following the real `tenant-admin serve`,
+//! proxying to a real upstream. A tenant created through the API is routed
+//! within a second; with tenant-admin killed, a gateway keeps routing, also
+//! after its own restart (from its last-known-good snapshot on disk), and
+//! follows again once tenant-admin is back.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Admin, ShardSpec, free_port};
+use testkit::{PgCluster, Upstream};
+
+/// The gateway binary, built by `cargo test --workspace` (or `cargo build -p gateway`).
+fn gateway_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_tenant-admin")).with_file_name("gateway");
+    assert!(
+        path.exists(),
+        "{} is missing: these tests drive the real gateway; run `cargo build -p gateway` \
+         (cargo test --workspace builds it)",
+        path.display()
+    );
+    path
+}
+
+/// A gateway process following the feed.
+struct Gateway {
+    child: Option<Child>,
+    config: PathBuf,
+    http: SocketAddr,
+    admin: SocketAddr,
+    log: PathBuf,
+}
+
+impl Gateway {
+    fn start(dir: &Path, name: &str, feed: &str, token: &str) -> Self {
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        std::fs::write(dir.join(format!("{name}.token")), format!("{token}\n")).unwrap();
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[gateway]\nregion = \"eu-west\"\nhttp_listen = \"{http}\"\nadmin_listen = \"{admin}\"\n\
+                 base_domains = [\"app.example.test\"]\naccess_log = false\n\n\
+                 [source]\nkind = \"admin\"\nurl = \"{feed}\"\ntoken_file = \"{name}.token\"\n\
+                 cache_path = \"{name}.snapshot.json\"\n\n\
+                 [shutdown]\ngrace_period_secs = 0\ngraceful_shutdown_timeout_secs = 1\n\
+                 upgrade_sock = \"{name}.sock\"\npid_file = \"{name}.pid\"\n"
+            ),
+        )
+        .unwrap();
+        let mut gateway = Self {
+            child: None,
+            config,
+            http,
+            admin,
+            log: dir.join(format!("{name}.log")),
+        };
+        gateway.spawn();
+        gateway
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        self.child = Some(
+            Command::new(gateway_binary())
+                .arg("--config")
+                .arg(&self.config)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("the gateway starts"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while get(self.admin, "/readyz", "gateway.admin").0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "the gateway did not become ready:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The tenant id the upstream saw for a request to `host`, or the status.
+    fn tenant_of(&self, host: &str) -> Result<String, u16> {
+        let (status, body) = get(self.http, "/", host);
+        if status != 200 {
+            return Err(status);
+        }
+        let echo: serde_json::Value = serde_json::from_str(&body).map_err(|_| 0u16)?;
+        echo["headers"]["x-tenant-id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or(0)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- gateway log ----\n{}\n---- end ----", self.logs());
+        }
+        self.kill();
+    }
+}
+
+/// A GET with `Host: host` and `Connection: close`: status (0 when the
+/// connection failed) and body.
+fn get(addr: SocketAddr, path: &str, host: &str) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return (0, String::new());
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    // HTTP/1.0: the answer is never chunked.
+    let request = format!("GET {path} HTTP/1.0\r\nhost: {host}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
+}
+
+/// Waits up to `limit` for `host` to be routed to `tenant`; how long it took.
+fn routed_within(gateway: &Gateway, host: &str, tenant: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if gateway.tenant_of(host).as_deref() == Ok(tenant) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{host} was not routed to {tenant} within {limit:?}: last answer {:?}",
+            gateway.tenant_of(host)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+async fn stack() -> (Admin, PgCluster, Upstream, String) {
+    let admin = Admin::start();
+    let cluster = PgCluster::start().unwrap();
+    let upstream = Upstream::echo("shard-1").unwrap();
+    admin.add_region("eu-west").await;
+    // No per-IP limit: the tests poll the gateway every few milliseconds.
+    admin
+        .post(
+            "/v1/plans",
+            admin.token(),
+            &json!({"name": "starter", "rate_per_sec": 100_000, "burst": 100_000, "max_body_bytes": 65536}),
+        )
+        .await
+        .expect_status(201);
+    admin
+        .add_shard(
+            &ShardSpec::new("shard-1", "eu-west", &cluster)
+                .pool("eu-west", upstream.addr().to_string()),
+        )
+        .await;
+    let (_, token) = admin.create_token("gateways", "gateway").await;
+    (admin, cluster, upstream, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_route_a_tenant_created_through_the_api_within_a_second() {
+    let (admin, _cluster, _upstream, token) = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gateways: Vec<Gateway> = (0..3)
+        .map(|i| Gateway::start(dir.path(), &format!("gw{i}"), &admin.base_url(), &token))
+        .collect();
+    for gateway in &gateways {
+        assert_eq!(gateway.tenant_of("acme.app.example.test"), Err(404));
+    }
+
+    for n in 0..5 {
+        let slug = format!("acme{n}");
+        let id = format!("t-acme-{n}");
+        admin
+            .create_tenant(&json!({"id": id, "slug": slug, "plan": "starter", "region": "eu-west"}))
+            .await;
+        for gateway in &gateways {
+            routed_within(
+                gateway,
+                &format!("{slug}.app.example.test"),
+                &id,
+                Duration::from_secs(1),
+            );
+        }
+    }
+
+    // A suspension reaches every gateway too.
+    admin
+        .post("/v1/tenants/t-acme-0/suspend", admin.token(), &json!({}))
+        .await
+        .expect_status(200);
+    let start = Instant::now();
+    for gateway in &gateways {
+        while gateway.tenant_of("acme0.app.example.test") != Err(403) {
+            assert!(
+                start.elapsed() < Duration::from_secs(1),
+                "suspension not applied within 1 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    // Every gateway reports the newest version as applied.
+    let version = admin.snapshot_version().await;
+    support::eventually(
+        "gateways report the newest version",
+        Duration::from_secs(5),
+        || async {
+            let listed = admin
+                .get("/v1/gateways", admin.token())
+                .await
+                .expect_status(200)
+                .json;
+            let items = listed["items"].as_array().cloned().unwrap_or_default();
+            (items.len() == 3
+                && items.iter().all(|g| {
+                    g["applied_version"].as_u64() == Some(version)
+                        && g["region"] == "eu-west"
+                        && g["behind"] == 0
+                }))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_keeps_routing_while_tenant_admin_is_down_also_after_its_own_restart() {
+    let (mut admin, _cluster, _upstream, token) = stack().await;
+    admin
+        .create_tenant(
+            &json!({"id": "t-acme", "slug": "acme", "plan": "starter", "region": "eu-west"}),
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut gateway = Gateway::start(dir.path(), "gw", &admin.base_url(), &token);
+    routed_within(
+        &gateway,
+        "acme.app.example.test",
+        "t-acme",
+        Duration::from_secs(1),
+    );
+    assert!(
+        dir.path().join("gw.snapshot.json").exists(),
+        "no last-known-good snapshot written"
+    );
+
+    admin.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        gateway.tenant_of("acme.app.example.test").as_deref(),
+        Ok("t-acme")
+    );
+
+    // Restarted with tenant-admin still down: serves the cached snapshot.
+    gateway.kill();
+    gateway.spawn();
+    assert_eq!(
+        gateway.tenant_of("acme.app.example.test").as_deref(),
+        Ok("t-acme")
+    );
+    assert!(
+        gateway.logs().matches("routing snapshot").count() >= 2,
+        "{}",
+        gateway.logs()
+    );
+
+    // tenant-admin back: the gateway follows again.
+    admin.start_again();
+    admin
+        .create_tenant(
+            &json!({"id": "t-initech", "slug": "initech", "plan": "starter", "region": "eu-west"}),
+        )
+        .await;
+    routed_within(
+        &gateway,
+        "initech.app.example.test",
+        "t-initech",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        gateway.tenant_of("acme.app.example.test").as_deref(),
+        Ok("t-acme")
+    );
+}
