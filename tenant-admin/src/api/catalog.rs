@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::problem::{ApiError, ApiResult, Problem};
-use super::request::{Caller, JsonBody, Page, PageQuery, Role, audit, publish};
+use super::request::{Caller, JsonBody, Page, PageQuery, Path, Query, Role, audit, publish};
 use super::validate::{self, PoolsInput};
 use crate::app::AppState;
 use crate::secrets::Purpose;
@@ -944,7 +944,13 @@ pub struct CreatedToken {
     responses((status = 200, body = Page<Token>), (status = 400, body = Problem), (status = 401, body = Problem)))]
 async fn list_tokens(State(st): St, Query(q): Query<PageQuery>) -> ApiResult<Json<Page<Token>>> {
     let limit = q.limit()?;
-    let after: Option<i64> = q.after()?.map(|c| c.parse().unwrap_or(i64::MAX));
+    let after: Option<i64> = q
+        .after()?
+        .map(|c| {
+            c.parse()
+                .map_err(|_| ApiError::bad_field("cursor", "cursor is not one this API gave"))
+        })
+        .transpose()?;
     let rows: Vec<Token> = sqlx::query_as(
         "SELECT id, name, role, created_at, last_used_at, revoked_at FROM api_tokens \
          WHERE $1::bigint IS NULL OR id > $1 ORDER BY id LIMIT $2",

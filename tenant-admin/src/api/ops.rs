@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::problem::{ApiError, ApiResult, Problem};
-use super::request::{Caller, JsonBody, Page, PageQuery, audit};
+use super::request::{Caller, JsonBody, Page, PageQuery, Path, Query, audit};
 use crate::app::AppState;
 use crate::fleet;
 

@@ -305,7 +305,13 @@ async fn replay_or_run(
         .await
         .unwrap_or_default();
     let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
-    let stored = match (&json, parts.status.is_server_error()) {
+    // A response marked `no-store` (a new token's secret) is never kept.
+    let no_store = parts
+        .headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("no-store"));
+    let stored = match (&json, parts.status.is_server_error() || no_store) {
         (Some(json), false) => sqlx::query(
             "UPDATE idempotency_keys SET status = $3, response = $4 WHERE token_id = $1 AND key = $2",
         )
@@ -316,7 +322,8 @@ async fn replay_or_run(
         .execute(&state.db)
         .await
         .map(drop),
-        // A server error is not final: release the key so a retry runs again.
+        // A server error is not final, and a no-store response may not be
+        // kept: release the key so a retry runs again.
         _ => sqlx::query("DELETE FROM idempotency_keys WHERE token_id = $1 AND key = $2")
             .bind(caller.token_id)
             .bind(&key)
@@ -358,6 +365,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// Path parameters: axum's `Path`, refused as a problem document.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(e) if e.status().is_server_error() => {
+                tracing::error!(error = %e.body_text(), "path parameters");
+                Err(ApiError::internal())
+            }
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
+}
+
+/// Query parameters: axum's `Query`, refused as a problem document.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(value)| Self(value))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
 /// Parses a JSON document, naming the field at fault.
 ///
 /// # Errors
@@ -371,13 +411,23 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
         if inner.is_syntax() || inner.is_eof() {
             ApiError::bad_request(format!("the body is not valid JSON: {inner}"))
         } else {
-            let field = if path == "." { "body".to_owned() } else { path };
             // serde's message ends with " at line 1 column 17": drop it.
             let message = inner.to_string();
             let message = message
                 .rsplit_once(" at line ")
                 .map_or(message.as_str(), |(m, _)| m)
                 .to_owned();
+            // A missing field is reported at the object that lacks it:
+            // name the field itself.
+            let missing = message
+                .strip_prefix("missing field `")
+                .and_then(|m| m.split('`').next());
+            let field = match (path.as_str(), missing) {
+                (".", Some(name)) => name.to_owned(),
+                (".", None) => "body".to_owned(),
+                (_, Some(name)) => format!("{path}.{name}"),
+                (_, None) => path,
+            };
             ApiError::invalid(field, message)
         }
     })

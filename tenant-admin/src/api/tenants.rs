@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use router::{PlacementRing, ShardCandidate, TargetId, TargetStatus};
@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 
 use super::catalog::{NewTarget, conflict_as, insert_target, location};
 use super::problem::{ApiError, ApiResult, Problem};
-use super::request::{Caller, JsonBody, Page, PageQuery, audit, publish};
+use super::request::{Caller, JsonBody, Page, PageQuery, Path, Query, audit, publish};
 use super::validate::{self, PoolsInput};
 use crate::app::AppState;
 use crate::jobs;
@@ -86,6 +86,18 @@ pub(crate) async fn fetch_tenant<'e>(
     let sql = format!("{TENANT_SELECT} WHERE n.id = $1");
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// A tenant still provisioning under `slug`, if any.
+async fn fetch_provisioning_by_slug<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    slug: &str,
+) -> Result<Option<Tenant>, sqlx::Error> {
+    let sql = format!("{TENANT_SELECT} WHERE n.slug = $1 AND n.status = 'provisioning'");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(slug)
         .fetch_optional(db)
         .await
 }
@@ -212,16 +224,21 @@ async fn create_tenant(
     sqlx::query("SELECT pg_advisory_xact_lock(5378)")
         .execute(&mut *tx)
         .await?;
-    if let Some(existing) = fetch_tenant(&mut *tx, &id).await? {
+    let existing = match &body.id {
+        Some(_) => fetch_tenant(&mut *tx, &id).await?,
+        // No id: the same request repeated finds its tenant by slug.
+        None => fetch_provisioning_by_slug(&mut *tx, &slug).await?,
+    };
+    if let Some(existing) = existing {
         let same = existing.slug == slug && existing.plan == plan && existing.region == region;
         if existing.status == "provisioning" && same {
             tx.commit().await?;
             return finish(&st, existing).await;
         }
-        return Err(ApiError::conflict_on(
-            "id",
-            format!("tenant {id:?} already exists"),
-        ));
+        return Err(match body.id {
+            Some(_) => ApiError::conflict_on("id", format!("tenant {id:?} already exists")),
+            None => ApiError::conflict_on("slug", format!("the slug {slug:?} is taken")),
+        });
     }
     let exists: Option<(String,)> = sqlx::query_as("SELECT 1::text FROM plans WHERE name = $1")
         .bind(&plan)
@@ -421,6 +438,14 @@ async fn place(
                 ));
             }
             let admin = stored_dsn(st, admin_dsn, sealed.as_deref(), Purpose::AdminPassword)?;
+            // The cluster is `ded-<slug>` (a target id, at most 64) on
+            // database `t_<slug>` (PostgreSQL truncates names over 63).
+            if slug.len() > 60 {
+                return Err(ApiError::invalid(
+                    "slug",
+                    "a tenant with a dedicated database has a slug of at most 60 characters",
+                ));
+            }
             let database = format!("t_{}", slug.replace('-', "_"));
             let dsn = admin
                 .with_database(&database)
