@@ -59,11 +59,17 @@ fn main() {
             .spawn()
             .expect("tenant-admin starts"),
     );
-    wait_for(|| http(api, "GET", "/readyz", None, None).0 == 200, "tenant-admin ready");
+    wait_for(
+        || http(api, "GET", "/readyz", None, None).0 == 200,
+        "tenant-admin ready",
+    );
 
     let call = |method: &str, path: &str, body: &str| {
         let (status, text) = http(api, method, path, Some(TOKEN), Some(body));
-        assert!((200..300).contains(&status), "{method} {path}: {status} {text}");
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {text}"
+        );
         text
     };
     call("POST", "/v1/regions", r#"{"name":"eu-west"}"#);
@@ -79,7 +85,11 @@ fn main() {
             r#"{{"id":"shard-1","region":"eu-west","dsn":"{shard_url}","pools":{{"eu-west":["127.0.0.1:9"]}}}}"#
         ),
     );
-    let created = call("POST", "/v1/tokens", r#"{"name":"gateways","role":"gateway"}"#);
+    let created = call(
+        "POST",
+        "/v1/tokens",
+        r#"{"name":"gateways","role":"gateway"}"#,
+    );
     let secret = created
         .split("\"secret\":\"")
         .nth(1)
@@ -117,7 +127,10 @@ fn main() {
         admins.push(admin);
     }
     for admin in &admins {
-        wait_for(|| http(*admin, "GET", "/readyz", None, None).0 == 200, "gateway ready");
+        wait_for(
+            || http(*admin, "GET", "/readyz", None, None).0 == 200,
+            "gateway ready",
+        );
     }
 
     eprintln!("{gateways} gateways following the feed; creating {tenants} tenants");
@@ -137,7 +150,10 @@ fn main() {
         let mut pending: Vec<SocketAddr> = admins.clone();
         let deadline = answered + Duration::from_secs(10);
         while !pending.is_empty() {
-            assert!(Instant::now() < deadline, "tenant {slug} not routed within 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "tenant {slug} not routed within 10 s"
+            );
             pending.retain(|admin| {
                 let (status, body) = http(*admin, "GET", &path, None, None);
                 if status == 200 && body.contains(&id) {
@@ -155,7 +171,10 @@ fn main() {
         }
     }
     report("API 201 -> gateway routes it", &mut from_201);
-    report("POST sent -> gateway routes it (includes provisioning)", &mut from_post);
+    report(
+        "POST sent -> gateway routes it (includes provisioning)",
+        &mut from_post,
+    );
     drop(children);
 }
 

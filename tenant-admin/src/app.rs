@@ -80,6 +80,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .merge(api)
         .fallback(|| async { api::problem::ApiError::not_found("this path") })
+        .method_not_allowed_fallback(|| async { api::problem::ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(middleware::from_fn(api::request::request_id))
         .with_state(state)

@@ -24,6 +24,7 @@ mod feed;
 mod idempotency;
 mod lifecycle;
 mod openapi;
+mod operations;
 mod pagination;
 mod provisioning;
 mod validation;
