@@ -162,21 +162,21 @@ pub fn start_worker(st: Arc<AppState>) {
     });
 }
 
-/// A tenant's target database: its connection and whether it is dedicated.
-async fn target_db(
-    st: &AppState,
-    target: &str,
-) -> Result<(sqlx::PgPool, crate::secrets::Dsn), String> {
+/// A connection to a target's database.
+async fn target_db(st: &AppState, target: &str) -> Result<sqlx::PgPool, String> {
+    connect(&target_dsn(st, target).await?).await
+}
+
+/// A target's connection string, its password decrypted.
+async fn target_dsn(st: &AppState, target: &str) -> Result<crate::secrets::Dsn, String> {
     let (dsn, sealed): (String, Option<Vec<u8>>) =
         sqlx::query_as("SELECT dsn, dsn_password_enc FROM targets WHERE id = $1")
             .bind(target)
             .fetch_one(&st.db)
             .await
             .map_err(|e| format!("catalog: {e}"))?;
-    let dsn = crate::api::tenants::stored_dsn(st, dsn, sealed.as_deref(), Purpose::DsnPassword)
-        .map_err(|e| e.problem(None).detail)?;
-    let pool = connect(&dsn).await?;
-    Ok((pool, dsn))
+    crate::api::tenants::stored_dsn(st, dsn, sealed.as_deref(), Purpose::DsnPassword)
+        .map_err(|e| e.problem(None).detail)
 }
 
 async fn connect(dsn: &crate::secrets::Dsn) -> Result<PgPool, String> {
@@ -208,7 +208,7 @@ async fn provision(st: &AppState, job: i64, params: &Value) -> Result<Value, Str
     if params["create_database"].as_bool() == Some(true) {
         create_database(st, &target).await?;
     }
-    let (pool, _) = target_db(st, &target).await?;
+    let pool = target_db(st, &target).await?;
     let applied = migrations::apply(&pool, Schema::Tenant)
         .await
         .map_err(|e| format!("tenant schema on {target}: {e}"))?;
@@ -268,14 +268,7 @@ async fn provision(st: &AppState, job: i64, params: &Value) -> Result<Value, Str
 
 /// Creates the dedicated database of `target` on its cluster server, if missing.
 async fn create_database(st: &AppState, target: &str) -> Result<(), String> {
-    let (dsn, sealed): (String, Option<Vec<u8>>) =
-        sqlx::query_as("SELECT dsn, dsn_password_enc FROM targets WHERE id = $1")
-            .bind(target)
-            .fetch_one(&st.db)
-            .await
-            .map_err(|e| format!("catalog: {e}"))?;
-    let dsn = crate::api::tenants::stored_dsn(st, dsn, sealed.as_deref(), Purpose::DsnPassword)
-        .map_err(|e| e.problem(None).detail)?;
+    let dsn = target_dsn(st, target).await?;
     let options = dsn.connect_options().map_err(|e| e.to_string())?;
     let database = options
         .get_database()
@@ -338,7 +331,7 @@ async fn purge(st: &AppState, params: &Value) -> Result<Value, String> {
     let Some(target) = target else {
         return Ok(serde_json::json!({ "skipped": "the tenant is not deleted" }));
     };
-    let (pool, _) = target_db(st, &target).await?;
+    let pool = target_db(st, &target).await?;
     let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
     // Row-level security confines every statement to this tenant too.
     sqlx::query("SELECT set_config('app.tenant_id', $1, true)")

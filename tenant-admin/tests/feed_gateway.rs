@@ -7,8 +7,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -127,29 +126,9 @@ impl Drop for Gateway {
     }
 }
 
-/// A GET with `Host: host` and `Connection: close`: status (0 when the
-/// connection failed) and body.
+/// A GET with `Host: host`: status (0 when the connection failed) and body.
 fn get(addr: SocketAddr, path: &str, host: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return (0, String::new());
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    // HTTP/1.0: the answer is never chunked.
-    let request = format!("GET {path} HTTP/1.0\r\nhost: {host}\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_owned());
-    (status, body)
+    testkit::plain_http::request(addr, "GET", path, &[("host", host)], None)
 }
 
 /// Waits up to `limit` for `host` to be routed to `tenant`; how long it took.

@@ -42,6 +42,7 @@ mod account;
 mod binary;
 mod ca;
 mod error;
+pub mod plain_http;
 mod port;
 mod postgres;
 mod process;
