@@ -5,22 +5,14 @@ use std::time::{Duration, Instant};
 use http::Method;
 use serde_json::json;
 
-use crate::support::{Admin, ShardSpec};
+use crate::support::Admin;
 use crate::{snapshot_tenant, tenant_with_id, version_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_routing_feed_long_polls_and_records_gateway_heartbeats() {
     let mut admin = Admin::start();
     let op = admin.token();
-    let host = admin.catalog_cluster().unwrap();
-    admin.add_region("eu-west").await;
-    admin.add_plan("starter").await;
-    admin
-        .add_shard(&ShardSpec::new("shard-1", "eu-west", host))
-        .await;
-    admin
-        .create_tenant(&tenant_with_id("t-first", "first", "starter", "eu-west"))
-        .await;
+    admin.seed_one_tenant("t-first", "first").await;
     let (_, gateway) = admin.create_token("gw-1", "gateway").await;
 
     let current = admin

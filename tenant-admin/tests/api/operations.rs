@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 use testkit::{PgCluster, RedisServer};
 
 use crate::support::{Admin, ShardSpec, eventually};
-use crate::tenant_with_id;
 
 fn target<'a>(status: &'a Value, id: &str) -> &'a Value {
     status["targets"]
@@ -126,15 +125,7 @@ async fn cache_purges_are_published_on_the_gateways_redis_stream() {
     let mut redis = RedisServer::start().unwrap();
     let admin = Admin::builder().redis_url(redis.url()).start();
     let op = admin.token();
-    let host = admin.catalog_cluster().unwrap();
-    admin.add_region("eu-west").await;
-    admin.add_plan("starter").await;
-    admin
-        .add_shard(&ShardSpec::new("shard-1", "eu-west", host))
-        .await;
-    admin
-        .create_tenant(&tenant_with_id("t-acme", "acme", "starter", "eu-west"))
-        .await;
+    admin.seed_one_tenant("t-acme", "acme").await;
 
     let path = "/v1/tenants/t-acme/cache/purge";
     admin
@@ -190,15 +181,7 @@ async fn cache_purges_are_published_on_the_gateways_redis_stream() {
 async fn a_purge_without_redis_configured_is_a_clear_503_and_unknown_methods_a_405() {
     let admin = Admin::start();
     let op = admin.token();
-    let host = admin.catalog_cluster().unwrap();
-    admin.add_region("eu-west").await;
-    admin.add_plan("starter").await;
-    admin
-        .add_shard(&ShardSpec::new("shard-1", "eu-west", host))
-        .await;
-    admin
-        .create_tenant(&tenant_with_id("t-acme", "acme", "starter", "eu-west"))
-        .await;
+    admin.seed_one_tenant("t-acme", "acme").await;
     let reply = admin
         .post("/v1/tenants/t-acme/cache/purge", op, &json!({}))
         .await

@@ -498,6 +498,20 @@ impl Admin {
         }
     }
 
+    /// Region `eu-west`, plan `starter`, `shard-1` in a database on the
+    /// catalog's own cluster, and one active tenant `id` with `slug` on it.
+    pub async fn seed_one_tenant(&self, id: &str, slug: &str) {
+        let host = self.catalog_cluster().expect("the catalog's own cluster");
+        self.add_region("eu-west").await;
+        self.add_plan("starter").await;
+        self.add_shard(&ShardSpec::new("shard-1", "eu-west", host))
+            .await;
+        self.create_tenant(
+            &json!({"id": id, "slug": slug, "plan": "starter", "region": "eu-west"}),
+        )
+        .await;
+    }
+
     /// Creates a tenant and expects it active (201).
     pub async fn create_tenant(&self, body: &Value) -> Value {
         self.post("/v1/tenants", self.token(), body)
