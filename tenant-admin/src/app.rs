@@ -185,11 +185,8 @@ pub enum ServeError {
 ///
 /// [`ServeError`] when start-up fails.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
-    let db = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(16)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&config.database_url)
-        .await?;
+    let options: sqlx::postgres::PgConnectOptions = config.database_url.parse()?;
+    let db = crate::db::connect(options, 16, Duration::from_secs(5)).await?;
     use crate::migrations::{self, Schema};
     if config.migrate {
         migrations::apply(&db, Schema::Catalog).await?;

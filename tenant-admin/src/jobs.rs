@@ -181,10 +181,7 @@ async fn target_dsn(st: &AppState, target: &str) -> Result<crate::secrets::Dsn, 
 
 async fn connect(dsn: &crate::secrets::Dsn) -> Result<PgPool, String> {
     let options = dsn.connect_options().map_err(|e| e.to_string())?;
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(CONNECT_TIMEOUT)
-        .connect_with(options)
+    crate::db::connect(options, 1, CONNECT_TIMEOUT)
         .await
         .map_err(|e| format!("cannot reach {}: {e}", dsn.public))
 }

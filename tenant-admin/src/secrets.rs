@@ -51,6 +51,9 @@ pub enum SecretsError {
         "SECRETS_KEY must be 32 random bytes written as 64 hex digits or in base64 (e.g. `openssl rand -hex 32`)"
     )]
     BadKey,
+    /// A value is sealed and tenant-admin runs without `SECRETS_KEY`.
+    #[error("a stored password is sealed and SECRETS_KEY is not set")]
+    NoKey,
     /// The value was sealed under another key, or altered.
     #[error(
         "a stored secret cannot be decrypted: SECRETS_KEY differs from the one it was sealed with, or the value was altered"
@@ -279,14 +282,20 @@ impl Dsn {
     ///
     /// # Errors
     ///
-    /// When the password cannot be decrypted under `key`.
+    /// [`SecretsError::NoKey`] when a password is sealed and no key is
+    /// configured; [`SecretsError::Undecryptable`] when it cannot be
+    /// decrypted under `key`.
     pub fn from_stored(
         public: String,
         sealed: Option<&[u8]>,
-        key: &SecretsKey,
+        key: Option<&SecretsKey>,
         purpose: Purpose,
     ) -> Result<Self, SecretsError> {
-        let password = sealed.map(|s| key.open_text(purpose, s)).transpose()?;
+        let password = match (sealed, key) {
+            (None, _) => None,
+            (Some(_), None) => return Err(SecretsError::NoKey),
+            (Some(sealed), Some(key)) => Some(key.open_text(purpose, sealed)?),
+        };
         Ok(Self { public, password })
     }
 }

@@ -14,7 +14,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::problem::{ApiError, ApiResult, Problem};
-use super::request::{Caller, JsonBody, Page, PageQuery, Path, Query, Role, audit, publish};
+use super::request::{
+    Caller, JsonBody, Page, PageQuery, Path, Query, Role, audit, publish, text_keyed_page,
+};
 use super::validate::{self, PoolsInput};
 use crate::app::AppState;
 use crate::secrets::Purpose;
@@ -59,15 +61,13 @@ pub struct NewRegion {
 #[utoipa::path(get, path = "/v1/regions", tag = "catalog", params(PageQuery),
     responses((status = 200, body = Page<Region>), (status = 400, body = Problem), (status = 401, body = Problem)))]
 async fn list_regions(State(st): St, Query(q): Query<PageQuery>) -> ApiResult<Json<Page<Region>>> {
-    let limit = q.limit()?;
-    let rows: Vec<Region> = sqlx::query_as(
+    text_keyed_page(
+        &st.db,
         "SELECT name, created_at FROM regions WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2",
+        &q,
+        |r: &Region| r.name.clone(),
     )
-    .bind(q.after()?)
-    .bind(limit + 1)
-    .fetch_all(&st.db)
-    .await?;
-    Ok(Json(Page::from_rows(rows, limit, |r| r.name.clone())))
+    .await
 }
 
 /// Adds a region.
@@ -252,16 +252,13 @@ impl PlanInput {
 #[utoipa::path(get, path = "/v1/plans", tag = "catalog", params(PageQuery),
     responses((status = 200, body = Page<Plan>), (status = 400, body = Problem), (status = 401, body = Problem)))]
 async fn list_plans(State(st): St, Query(q): Query<PageQuery>) -> ApiResult<Json<Page<Plan>>> {
-    let limit = q.limit()?;
     let sql = format!(
         "SELECT {PLAN_COLUMNS} FROM plans WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2"
     );
-    let rows: Vec<Plan> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(q.after()?)
-        .bind(limit + 1)
-        .fetch_all(&st.db)
-        .await?;
-    Ok(Json(Page::from_rows(rows, limit, |p| p.name.clone())))
+    text_keyed_page(&st.db, sqlx::AssertSqlSafe(sql), &q, |p: &Plan| {
+        p.name.clone()
+    })
+    .await
 }
 
 /// Adds a plan.
@@ -845,16 +842,14 @@ async fn list_servers(
     State(st): St,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<ClusterServer>>> {
-    let limit = q.limit()?;
-    let rows: Vec<ClusterServer> = sqlx::query_as(
+    text_keyed_page(
+        &st.db,
         "SELECT id, region, admin_dsn, created_at FROM cluster_servers \
          WHERE $1::text IS NULL OR id > $1 ORDER BY id LIMIT $2",
+        &q,
+        |s: &ClusterServer| s.id.clone(),
     )
-    .bind(q.after()?)
-    .bind(limit + 1)
-    .fetch_all(&st.db)
-    .await?;
-    Ok(Json(Page::from_rows(rows, limit, |s| s.id.clone())))
+    .await
 }
 
 /// Registers a server that dedicated databases can be created on.

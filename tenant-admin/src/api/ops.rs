@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::problem::{ApiError, ApiResult, Problem};
-use super::request::{Caller, JsonBody, Page, PageQuery, Path, Query, audit};
+use super::request::{Caller, JsonBody, Page, PageQuery, Path, Query, audit, text_keyed_page};
 use crate::app::AppState;
 use crate::fleet;
 
@@ -448,15 +448,13 @@ async fn list_gateways(
     State(st): St,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Gateway>>> {
-    let limit = q.limit()?;
-    let rows: Vec<Gateway> = sqlx::query_as(
+    text_keyed_page(
+        &st.db,
         "SELECT id, region, applied_version, \
             greatest(0, (SELECT coalesce(max(version), 0) FROM snapshot_versions) - applied_version) AS behind, \
             last_seen_at FROM gateways WHERE $1::text IS NULL OR id > $1 ORDER BY id LIMIT $2",
+        &q,
+        |g: &Gateway| g.id.clone(),
     )
-    .bind(q.after()?)
-    .bind(limit + 1)
-    .fetch_all(&st.db)
-    .await?;
-    Ok(Json(Page::from_rows(rows, limit, |g| g.id.clone())))
+    .await
 }

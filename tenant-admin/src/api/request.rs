@@ -505,6 +505,31 @@ impl<T> Page<T> {
     }
 }
 
+/// One page of a list ordered by a text key: `sql` takes the key to start
+/// after as `$1` (NULL on the first page) and the row limit as `$2`; `key`
+/// gives a row's key.
+///
+/// # Errors
+///
+/// 400 for a bad `limit` or `cursor`; the catalog's errors.
+pub async fn text_keyed_page<T>(
+    db: &sqlx::PgPool,
+    sql: impl sqlx::SqlSafeStr,
+    q: &PageQuery,
+    key: impl Fn(&T) -> String,
+) -> ApiResult<axum::Json<Page<T>>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let limit = q.limit()?;
+    let rows: Vec<T> = sqlx::query_as(sql)
+        .bind(q.after()?)
+        .bind(limit + 1)
+        .fetch_all(db)
+        .await?;
+    Ok(axum::Json(Page::from_rows(rows, limit, key)))
+}
+
 /// Writes the audit row of a mutation, in the mutation's transaction.
 ///
 /// # Errors

@@ -486,21 +486,10 @@ pub(crate) fn stored_dsn(
     sealed: Option<&[u8]>,
     purpose: Purpose,
 ) -> ApiResult<Dsn> {
-    match (sealed, &st.key) {
-        (None, _) => Ok(Dsn {
-            public,
-            password: None,
-        }),
-        (Some(sealed), Some(key)) => {
-            Dsn::from_stored(public, Some(sealed), key, purpose).map_err(|e| {
-                tracing::error!(error = %e, "cannot decrypt a stored password");
-                ApiError::unavailable("a stored password cannot be decrypted with this SECRETS_KEY")
-            })
-        }
-        (Some(_), None) => Err(ApiError::unavailable(
-            "a stored password needs SECRETS_KEY, which is not set",
-        )),
-    }
+    Dsn::from_stored(public, sealed, st.key.as_ref(), purpose).map_err(|e| {
+        tracing::error!(error = %e, "cannot use a stored password");
+        ApiError::unavailable(e.to_string())
+    })
 }
 
 /// The full connection string again (only ever passed straight back into

@@ -10,7 +10,7 @@ use super::report::{
 use super::{CONNECT_TIMEOUT, FleetError};
 use crate::db;
 use crate::migrations::{self, Schema};
-use crate::secrets::{Dsn, Purpose, SecretsKey};
+use crate::secrets::{Dsn, Purpose, SecretsError, SecretsKey};
 
 /// The longest one statement of a migration may run.
 const MIGRATION_STATEMENT_TIMEOUT: &str = "15min";
@@ -103,21 +103,18 @@ async fn connect(
     statement_timeout: &str,
     lock_timeout: &str,
 ) -> Result<(PgPool, Option<String>), String> {
-    let dsn = match (&target.sealed, key) {
-        (None, _) => Dsn {
-            public: target.dsn.clone(),
-            password: None,
-        },
-        (Some(_), None) => {
-            return Err(
-                "its DSN password is sealed and SECRETS_KEY is not set: cannot connect".to_owned(),
-            );
+    let dsn = Dsn::from_stored(
+        target.dsn.clone(),
+        target.sealed.as_deref(),
+        key,
+        Purpose::DsnPassword,
+    )
+    .map_err(|e| match e {
+        SecretsError::NoKey => {
+            "its DSN password is sealed and SECRETS_KEY is not set: cannot connect".to_owned()
         }
-        (Some(sealed), Some(key)) => {
-            Dsn::from_stored(target.dsn.clone(), Some(sealed), key, Purpose::DsnPassword)
-                .map_err(|e| e.to_string())?
-        }
-    };
+        other => other.to_string(),
+    })?;
     let options = dsn
         .connect_options()
         .map_err(|e| format!("its stored DSN {e}"))?

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use testkit::{PgCluster, RedisServer};
 
-use crate::support::{Admin, ShardSpec, eventually};
+use crate::support::{Admin, eventually};
 
 fn target<'a>(status: &'a Value, id: &str) -> &'a Value {
     status["targets"]
@@ -16,19 +16,29 @@ fn target<'a>(status: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no target {id} in {status}"))
 }
 
+/// Waits for job `id` to succeed; the job.
+async fn job_succeeded(admin: &Admin, id: i64) -> Value {
+    eventually(
+        "the migration job succeeds",
+        Duration::from_secs(30),
+        || async {
+            let job = admin
+                .get(&format!("/v1/jobs/{id}"), admin.token())
+                .await
+                .expect_status(200)
+                .json;
+            (job["state"] == "succeeded").then_some(job)
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_apply_as_a_job_and_versions_show_per_target() {
     let admin = Admin::start();
     let op = admin.token();
     let clusters = PgCluster::start_many(2).unwrap();
-    admin.add_region("eu-west").await;
-    admin.add_plan("starter").await;
-    for (i, cluster) in clusters.iter().enumerate() {
-        let id = format!("shard-{}", i + 1);
-        admin
-            .add_shard(&ShardSpec::new(&id, "eu-west", cluster))
-            .await;
-    }
+    admin.seed("eu-west", "starter", &clusters).await;
 
     // Registered, never migrated: skew is visible.
     let before = admin
@@ -59,19 +69,7 @@ async fn migrations_apply_as_a_job_and_versions_show_per_target() {
         .expect_status(202)
         .json;
     let id = job["id"].as_i64().unwrap();
-    let done = eventually(
-        "the migration job finishes",
-        Duration::from_secs(30),
-        || async {
-            let job = admin
-                .get(&format!("/v1/jobs/{id}"), op)
-                .await
-                .expect_status(200)
-                .json;
-            (job["state"] == "succeeded").then_some(job)
-        },
-    )
-    .await;
+    let done = job_succeeded(&admin, id).await;
     assert_eq!(done["kind"], "migrate_tenants");
     assert_eq!(done["targets"].as_array().unwrap().len(), 1, "{done}");
     assert_eq!(done["targets"][0]["target"], "shard-1");
@@ -93,19 +91,7 @@ async fn migrations_apply_as_a_job_and_versions_show_per_target() {
         .expect_status(202)
         .json;
     let id = job["id"].as_i64().unwrap();
-    eventually(
-        "the second job finishes",
-        Duration::from_secs(30),
-        || async {
-            let job = admin
-                .get(&format!("/v1/jobs/{id}"), op)
-                .await
-                .expect_status(200)
-                .json;
-            (job["state"] == "succeeded").then_some(())
-        },
-    )
-    .await;
+    job_succeeded(&admin, id).await;
     let after = admin
         .get("/v1/migrations", op)
         .await

@@ -424,7 +424,10 @@ async fn provisioning_onto_an_unreachable_shard_resumes_when_it_returns() {
     admin.create_tenant(&body).await;
     let version = admin.snapshot_version().await;
 
-    clusters[1].stop();
+    // The shard hangs (its postmaster stopped with SIGSTOP): connecting
+    // takes tenant-admin's whole connect timeout, so the first request is
+    // still running when the second arrives.
+    signal(clusters[1].pid(), "-STOP");
     let mut late = tenant_with_id("t-late", "late", "starter", "eu-west");
     late["placement"] = json!({"kind": "shared", "shard": "shard-2"});
     // Sent under an Idempotency-Key; the same key while it runs is a 409.
@@ -448,6 +451,9 @@ async fn provisioning_onto_an_unreachable_shard_resumes_when_it_returns() {
         .await
         .expect_problem(409, None);
     let accepted = first.await.unwrap().expect_status(202);
+    // From here on the shard is simply down.
+    signal(clusters[1].pid(), "-CONT");
+    clusters[1].stop();
     assert_eq!(accepted.json["status"], "provisioning");
     assert_eq!(accepted.json["target"], "shard-2", "the placement is kept");
     assert_eq!(accepted.header("location"), Some("/v1/tenants/t-late"));
@@ -544,4 +550,13 @@ async fn provisioning_onto_an_unreachable_shard_resumes_when_it_returns() {
         .post("/v1/tenants", op, &late)
         .await
         .expect_problem(409, Some("id"));
+}
+
+/// Sends `sig` (e.g. `-STOP`) to process `pid`.
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {sig} {pid} failed");
 }
