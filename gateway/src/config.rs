@@ -49,6 +49,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Timeouts, health checks and the circuit breaker.
     pub upstream: UpstreamConfig,
+    /// How requests of tenants in transition are treated.
+    pub routing: RoutingConfig,
     /// How long a stopping gateway keeps serving.
     pub shutdown: ShutdownConfig,
 }
@@ -131,6 +133,21 @@ pub struct UpstreamConfig {
     pub circuit_open: Duration,
 }
 
+/// `[routing]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingConfig {
+    /// How long a write (a method other than GET, HEAD, OPTIONS, TRACE) to
+    /// a tenant whose status is `moving` waits for a snapshot that ends the
+    /// move before it is answered 503; zero refuses such writes at once.
+    /// Reads are served meanwhile by the old target, which still has the
+    /// data.
+    pub move_write_hold: Duration,
+}
+
+/// The longest `routing.move_write_hold_ms` accepted: a client waits that
+/// long for an answer.
+pub const MAX_MOVE_WRITE_HOLD_MS: u64 = 60_000;
+
 /// `[shutdown]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShutdownConfig {
@@ -194,6 +211,8 @@ struct RawConfig {
     cache: RawCache,
     #[serde(default)]
     upstream: RawUpstream,
+    #[serde(default)]
+    routing: RawRouting,
     #[serde(default)]
     shutdown: RawShutdown,
 }
@@ -290,6 +309,20 @@ impl Default for RawUpstream {
             health_check_interval_ms: 2_000,
             circuit_failures: 5,
             circuit_open_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRouting {
+    move_write_hold_ms: u64,
+}
+
+impl Default for RawRouting {
+    fn default() -> Self {
+        Self {
+            move_write_hold_ms: 5_000,
         }
     }
 }
@@ -564,6 +597,16 @@ impl RawConfig {
         if u.circuit_failures == 0 {
             p.push("upstream.circuit_failures", "must be at least 1");
         }
+        let hold_ms = self.routing.move_write_hold_ms;
+        if hold_ms > MAX_MOVE_WRITE_HOLD_MS {
+            p.push(
+                "routing.move_write_hold_ms",
+                format!("must be from 0 to {MAX_MOVE_WRITE_HOLD_MS}"),
+            );
+        }
+        let routing = RoutingConfig {
+            move_write_hold: Duration::from_millis(hold_ms.min(MAX_MOVE_WRITE_HOLD_MS)),
+        };
         let shutdown = ShutdownConfig {
             grace_period: Duration::from_secs(self.shutdown.grace_period_secs),
             graceful_shutdown_timeout: Duration::from_secs(
@@ -589,9 +632,66 @@ impl RawConfig {
                 redis,
                 cache,
                 upstream,
+                routing,
                 shutdown,
             }),
             _ => Err(p.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest valid config, with `sections` appended.
+    fn parse(sections: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "[gateway]\nregion = \"eu-west\"\nhttp_listen = \"127.0.0.1:8080\"\n\
+             admin_listen = \"127.0.0.1:9090\"\n\n[source]\nkind = \"file\"\n\
+             path = \"routing.toml\"\n\n{sections}"
+        );
+        Config::from_toml(&text, Path::new("/etc/switchyard/gateway.toml"))
+    }
+
+    fn problems(sections: &str) -> Vec<String> {
+        match parse(sections) {
+            Err(ConfigError::Invalid { problems, .. }) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn move_write_hold_defaults_to_five_seconds() {
+        let config = parse("").unwrap();
+        assert_eq!(config.routing.move_write_hold, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn move_write_hold_accepts_zero_and_the_maximum() {
+        for ms in [0, 1_500, MAX_MOVE_WRITE_HOLD_MS] {
+            let config = parse(&format!("[routing]\nmove_write_hold_ms = {ms}")).unwrap();
+            assert_eq!(config.routing.move_write_hold, Duration::from_millis(ms));
+        }
+    }
+
+    #[test]
+    fn move_write_hold_over_a_minute_is_a_problem_naming_the_key() {
+        assert_eq!(
+            problems("[routing]\nmove_write_hold_ms = 60001"),
+            ["routing.move_write_hold_ms: must be from 0 to 60000"]
+        );
+    }
+
+    #[test]
+    fn unknown_routing_keys_and_negative_holds_are_parse_errors() {
+        for sections in [
+            "[routing]\nmove_write_hold = 5",
+            "[routing]\nmove_write_hold_ms = -1",
+        ] {
+            let e = parse(sections).unwrap_err();
+            assert!(matches!(e, ConfigError::Parse { .. }), "{sections}: {e}");
+            assert!(e.to_string().contains("move_write_hold"), "{e}");
         }
     }
 }

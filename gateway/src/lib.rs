@@ -8,7 +8,8 @@
 //! listeners (rustls, certificates chosen by SNI and hot-reloaded, 421 when
 //! the SNI names another tenant); tenant resolution from a watched snapshot
 //! file or from tenant-admin's routing feed (long-polled, with a
-//! last-known-good copy kept across restarts); upstream headers and
+//! last-known-good copy kept across restarts), with the writes of a tenant
+//! being moved held until the move ends; upstream headers and
 //! spoofed-header stripping; problem+json errors; a load balancer per pool
 //! with one shared health check and a circuit breaker per backend, and one
 //! retry of idempotent requests on another backend; per-tenant and per-IP
@@ -31,6 +32,7 @@
 //! - [`tls`]: the HTTPS listener's settings and the certificate watcher.
 //! - [`upstreams`]: pool load balancers, the shared health check, circuit breakers.
 //! - [`proxy`]: the Pingora `ProxyHttp` phases, thin over the router.
+//! - [`write_hold`]: holding writes of a moving tenant until a newer snapshot.
 //! - [`problem`]: every error response, as problem+json, in one place.
 //! - [`metrics`]: Prometheus metrics, with bounded labels.
 //! - [`access_log`]: the JSON access log, written off the request path.
@@ -75,3 +77,4 @@ pub mod snapshot_watch;
 pub mod state;
 pub mod tls;
 pub mod upstreams;
+pub mod write_hold;

@@ -1,7 +1,7 @@
 //! The gateway's Prometheus metrics. Labels are bounded: status class,
-//! region decision, error kind, and the target only for shards (dedicated
-//! clusters are one per tenant, so they share the label `dedicated`). No
-//! label ever names a tenant.
+//! region decision, error kind, held-write outcome, and the target only for
+//! shards (dedicated clusters are one per tenant, so they share the label
+//! `dedicated`). No label ever names a tenant.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -66,7 +66,25 @@ pub struct Metrics {
     feed_errors: IntCounterVec,
     /// 1 while the last poll of the routing feed was answered.
     feed_up: IntGauge,
+    /// Writes to moving tenants whose hold ended, by [`HoldOutcome`]
+    /// (the `outcome` label), resolved once.
+    writes_held: std::sync::Arc<[IntCounter; 2]>,
+    /// Writes to moving tenants being held now.
+    writes_waiting: IntGauge,
 }
+
+/// How the hold of a write to a moving tenant ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldOutcome {
+    /// A newer snapshot ended the move (whatever it decided: another
+    /// target, suspended, deleted…) and the write was routed by it.
+    Released = 0,
+    /// The tenant was still moving when the hold ran out: 503.
+    TimedOut = 1,
+}
+
+/// `outcome` labels, by [`HoldOutcome`] discriminant.
+const HOLD_OUTCOMES: [&str; 2] = ["released", "timed_out"];
 
 /// The `x-cache` values, in the order of `cache_results`.
 const CACHE_RESULTS: [&str; 5] = ["HIT", "MISS", "BYPASS", "EXPIRED", "STALE"];
@@ -260,8 +278,26 @@ impl Metrics {
             "1 while tenant-admin's routing feed answers this gateway's polls, 0 while it does not",
         )
         .expect("valid metric");
+        let writes_held_vec = IntCounterVec::new(
+            Opts::new(
+                "switchyard_gateway_writes_held_total",
+                "Writes to moving tenants held for a newer routing snapshot, by outcome (released, timed_out)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let writes_held = std::sync::Arc::new(
+            HOLD_OUTCOMES.map(|outcome| writes_held_vec.with_label_values(&[outcome])),
+        );
+        let writes_waiting = IntGauge::new(
+            "switchyard_gateway_writes_waiting",
+            "Writes to moving tenants being held now",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(rate_limit_vec) as Box<dyn prometheus::core::Collector>,
+            Box::new(writes_held_vec),
+            Box::new(writes_waiting.clone()),
             Box::new(feed_errors.clone()),
             Box::new(feed_up.clone()),
             Box::new(cache_vec),
@@ -315,7 +351,19 @@ impl Metrics {
             cache_purges,
             feed_errors,
             feed_up,
+            writes_held,
+            writes_waiting,
         }
+    }
+
+    /// Counts a held write whose hold ended with `outcome`.
+    pub fn write_held(&self, outcome: HoldOutcome) {
+        self.writes_held[outcome as usize].inc();
+    }
+
+    /// Adds `delta` (1 or -1) to the writes held now.
+    pub fn writes_waiting(&self, delta: i64) {
+        self.writes_waiting.add(delta);
     }
 
     /// Counts a failed poll of the routing feed; `kind` is a constant

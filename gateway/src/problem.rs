@@ -20,6 +20,9 @@ pub enum Kind {
     User,
     /// An upstream failed or timed out.
     Upstream,
+    /// The control plane's work in progress (a tenant move not finished in
+    /// time).
+    ControlPlane,
     /// Something in the gateway.
     Internal,
 }
@@ -30,6 +33,7 @@ impl Kind {
         match self {
             Kind::User => "user",
             Kind::Upstream => "upstream",
+            Kind::ControlPlane => "control_plane",
             Kind::Internal => "internal",
         }
     }
@@ -146,6 +150,19 @@ impl Problem {
         "This connection was opened for another site; open a new one for this host.",
         Kind::User,
     );
+
+    /// A write to a tenant being moved, still moving when the hold ended.
+    /// Says nothing of targets or how far the move is.
+    pub const TENANT_MOVING: Self = Self {
+        retry_after: Some(2),
+        ..Self::new(
+            503,
+            "tenant-moving",
+            "Service Unavailable",
+            "This account is being moved; retry shortly.",
+            Kind::ControlPlane,
+        )
+    };
 
     /// The gateway has no routing snapshot yet.
     pub const NOT_READY: Self = Self {

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! request_filter ─ request id; trusted peer?; snapshot → RoutingTable::resolve
+//!   │              write to a moving tenant → held until a newer snapshot,
+//!   │                resolved again by it (write_hold.rs); none in time → 503
 //!   │              refused → problem+json (400/403/404/413/503), done
 //!   ▼
 //! upstream_peer ── a backend of the decided pool (weighted round robin);
@@ -35,19 +37,20 @@ use http::header::{CONTENT_LENGTH, HOST};
 use crate::access_log::{AccessLog, Line};
 use crate::cache::{self, ResponseCache};
 use crate::clock;
-use crate::config::UpstreamConfig;
+use crate::config::{Config, UpstreamConfig};
 use crate::headers::{
     self, RATELIMIT, RATELIMIT_POLICY, TENANT_PREFIX, X_CACHE, X_FORWARDED_FOR, X_FORWARDED_HOST,
     X_FORWARDED_PROTO, X_REQUEST_ID, X_TENANT_ID, X_TENANT_REGION, X_TENANT_SLUG, X_TENANT_TARGET,
 };
 use crate::limits::{self, IpLimits};
-use crate::metrics::Metrics;
+use crate::metrics::{HoldOutcome, Metrics};
 use crate::problem::{Kind, Problem};
 use crate::request_id::{self, RequestId};
 use crate::snapshot_file::LoadedTable;
 use crate::state::RoutingState;
 use crate::tls::Sni;
 use crate::upstreams::BackendState;
+use crate::write_hold::{self, WriteHold};
 
 /// The proxy service's shared state.
 #[derive(Debug)]
@@ -58,6 +61,8 @@ pub struct Gateway {
     trusted_proxies: Vec<IpNet>,
     /// Timeouts applied to every upstream connection.
     upstream: UpstreamConfig,
+    /// How long a write to a moving tenant waits for a newer snapshot.
+    move_write_hold: Duration,
     /// Request, error and upstream metrics.
     metrics: Metrics,
     /// The JSON access log, when enabled.
@@ -69,11 +74,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A proxy routing by `state`.
+    /// A proxy routing by `state`, with `config`'s trusted proxies,
+    /// upstream timeouts and write hold.
     pub fn new(
         state: Arc<RoutingState>,
-        trusted_proxies: Vec<IpNet>,
-        upstream: UpstreamConfig,
+        config: &Config,
         metrics: Metrics,
         access_log: Option<AccessLog>,
         ip_limits: Arc<IpLimits>,
@@ -81,8 +86,9 @@ impl Gateway {
     ) -> Self {
         Self {
             state,
-            trusted_proxies,
-            upstream,
+            trusted_proxies: config.trusted_proxies.clone(),
+            upstream: config.upstream.clone(),
+            move_write_hold: config.routing.move_write_hold,
             metrics,
             access_log,
             ip_limits,
@@ -247,7 +253,7 @@ impl ProxyHttp for Gateway {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         ctx.trusted = self.is_trusted(peer);
-        let Some(loaded) = self.state.current() else {
+        let Some(mut loaded) = self.state.current() else {
             return self.refuse(session, ctx, Problem::NOT_READY).await;
         };
 
@@ -274,7 +280,35 @@ impl ProxyHttp for Gateway {
             method,
             trusted_tenant,
         };
-        let decision = match loaded.table.resolve(&route, loaded.region) {
+        // A write to a moving tenant waits for a newer table and is routed
+        // by that one, for everything that follows; the hold starts once.
+        let mut hold = None;
+        let resolved = loop {
+            let resolved = loaded.table.resolve(&route, loaded.region);
+            let moving = match &resolved {
+                Ok(d) if write_hold::holds_writes(d.tenant.status(), method) => d.tenant.index(),
+                _ => break resolved,
+            };
+            let waiting = hold.get_or_insert_with(|| {
+                WriteHold::start(&self.state, self.move_write_hold, &self.metrics)
+            });
+            match waiting.newer(&self.state, &loaded).await {
+                Some(newer) => loaded = newer,
+                None => {
+                    if let Some(hold) = hold.take() {
+                        hold.end(HoldOutcome::TimedOut);
+                    }
+                    // For the log and metrics; never shown to the client.
+                    ctx.tenant = moving;
+                    ctx.table = Some(loaded.clone());
+                    return self.refuse(session, ctx, Problem::TENANT_MOVING).await;
+                }
+            }
+        };
+        if let Some(hold) = hold {
+            hold.end(HoldOutcome::Released);
+        }
+        let decision = match resolved {
             Ok(d) => d,
             Err(e) => {
                 if let RouteError::Suspended { tenant } | RouteError::TargetOffline { tenant } = e {

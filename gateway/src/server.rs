@@ -89,8 +89,7 @@ pub fn build(
     });
     let gateway = Gateway::new(
         state.clone(),
-        config.trusted_proxies.clone(),
-        config.upstream.clone(),
+        config,
         metrics.clone(),
         config
             .access_log

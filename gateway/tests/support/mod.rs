@@ -271,6 +271,12 @@ pub fn send(addr: SocketAddr, head: &str) -> Response {
 /// Sends one request on `stream` and reads the response to the end.
 pub fn send_on(mut stream: impl Read + Write, head: &str) -> Response {
     write!(stream, "{head}\r\nConnection: close\r\n\r\n").unwrap();
+    read_response(stream)
+}
+
+/// Reads a response from `stream` to the end (the request asked for
+/// `Connection: close`).
+pub fn read_response(mut stream: impl Read) -> Response {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw).into_owned();
