@@ -60,8 +60,10 @@ pub async fn read_snapshot(conn: &mut PgConnection, version: u64) -> Result<Snap
     // Provisioning tenants are not routed until their database is ready;
     // deleted ones are unknown to gateways.
     let tenants: Vec<(String, String, String, String, String, String)> = sqlx::query_as(
-        "SELECT id, slug, plan, region, target_id, status::text FROM tenants \
-         WHERE status IN ('active', 'suspended') ORDER BY id",
+        "SELECT id, slug, plan, region, target_id, \
+            CASE WHEN writes_held_since IS NOT NULL AND status = 'active' THEN 'moving' \
+                ELSE status::text END \
+         FROM tenants WHERE status IN ('active', 'suspended') ORDER BY id",
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -115,10 +117,10 @@ pub async fn read_snapshot(conn: &mut PgConnection, version: u64) -> Result<Snap
             plan,
             region,
             target,
-            status: if status == "suspended" {
-                TenantStatus::Suspended
-            } else {
-                TenantStatus::Active
+            status: match status.as_str() {
+                "suspended" => TenantStatus::Suspended,
+                "moving" => TenantStatus::Moving,
+                _ => TenantStatus::Active,
             },
             domains: Vec::new(),
         })

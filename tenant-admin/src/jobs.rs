@@ -5,7 +5,8 @@
 //! picks up whatever was left behind.
 //!
 //! Kinds: [`PROVISION`] makes a placed tenant exist in its database, then
-//! routes it; [`PURGE`] removes a deleted tenant's rows from its database.
+//! routes it; [`PURGE`] removes a deleted tenant's rows from its database;
+//! [`crate::moves::MOVE`] moves a tenant to another target.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::api::request::audit;
 use crate::app::AppState;
 use crate::migrations::{self, Schema};
 use crate::secrets::Purpose;
+use crate::tenant_data;
 
 /// Provisions a placed tenant.
 pub const PROVISION: &str = "provision_tenant";
@@ -97,6 +99,7 @@ async fn execute(st: Arc<AppState>, id: i64, kind: String, params: Value) {
             match kind.as_str() {
                 PROVISION => provision(&st, id, &params).await,
                 PURGE => purge(&st, &params).await,
+                crate::moves::MOVE => crate::moves::run(&st, id, &params).await,
                 other => Err(format!("unknown job kind {other:?}")),
             }
         }
@@ -146,7 +149,7 @@ pub fn start_worker(st: Arc<AppState>) {
                         AND updated_at < now() - make_interval(secs => power(2, least(attempts, 8))))) \
                  ORDER BY id LIMIT 4",
             )
-            .bind(vec![PROVISION, PURGE])
+            .bind(vec![PROVISION, PURGE, crate::moves::MOVE])
             .bind(MAX_ATTEMPTS)
             .fetch_all(&st.db)
             .await;
@@ -162,8 +165,27 @@ pub fn start_worker(st: Arc<AppState>) {
     });
 }
 
+/// The actor a job's audit rows name.
+pub(crate) fn worker(job: i64) -> crate::api::request::Caller {
+    crate::api::request::Caller {
+        token_id: 0,
+        name: format!("job {job}"),
+        role: crate::api::request::Role::Operator,
+    }
+}
+
+/// Publishes a new routing snapshot version from a job's transaction.
+pub(crate) async fn bump(tx: &mut PgConnection, reason: &str) -> Result<u64, String> {
+    crate::feed::bump(tx, reason).await.map_err(|e| match e {
+        crate::feed::BumpError::Db(e) => format!("catalog: {e}"),
+        crate::feed::BumpError::Invalid(p) => {
+            format!("routing would be invalid: {}", p.join("; "))
+        }
+    })
+}
+
 /// A connection to a target's database.
-async fn target_db(st: &AppState, target: &str) -> Result<sqlx::PgPool, String> {
+pub(crate) async fn target_db(st: &AppState, target: &str) -> Result<sqlx::PgPool, String> {
     connect(&target_dsn(st, target).await?).await
 }
 
@@ -235,14 +257,9 @@ async fn provision(st: &AppState, job: i64, params: &Value) -> Result<Value, Str
     .await
     .map_err(|e| format!("catalog: {e}"))?;
     if updated.rows_affected() == 1 {
-        let worker = crate::api::request::Caller {
-            token_id: 0,
-            name: format!("job {job}"),
-            role: crate::api::request::Role::Operator,
-        };
         audit(
             &mut tx,
-            &worker,
+            &worker(job),
             "tenant.activate",
             &format!("/v1/tenants/{tenant}"),
             None::<&()>,
@@ -250,21 +267,14 @@ async fn provision(st: &AppState, job: i64, params: &Value) -> Result<Value, Str
         )
         .await
         .map_err(|e| e.problem(None).detail)?;
-        crate::feed::bump(&mut tx, &format!("tenant {tenant} provisioned"))
-            .await
-            .map_err(|e| match e {
-                crate::feed::BumpError::Db(e) => format!("catalog: {e}"),
-                crate::feed::BumpError::Invalid(p) => {
-                    format!("routing would be invalid: {}", p.join("; "))
-                }
-            })?;
+        bump(&mut tx, &format!("tenant {tenant} provisioned")).await?;
     }
     tx.commit().await.map_err(|e| format!("catalog: {e}"))?;
     Ok(serde_json::json!({ "tenant": tenant, "target": target, "migrations_applied": applied }))
 }
 
 /// Creates the dedicated database of `target` on its cluster server, if missing.
-async fn create_database(st: &AppState, target: &str) -> Result<(), String> {
+pub(crate) async fn create_database(st: &AppState, target: &str) -> Result<(), String> {
     let dsn = target_dsn(st, target).await?;
     let options = dsn.connect_options().map_err(|e| e.to_string())?;
     let database = options
@@ -300,19 +310,6 @@ async fn create_database(st: &AppState, target: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The application tables, children first.
-const TENANT_TABLES: &[&str] = &[
-    "invoice_items",
-    "invoices",
-    "sale_items",
-    "sales",
-    "stock_movements",
-    "products",
-    "categories",
-    "customers",
-    "tenants",
-];
-
 /// Removes a deleted tenant's rows from its database.
 async fn purge(st: &AppState, params: &Value) -> Result<Value, String> {
     let tenant = params["tenant"]
@@ -330,30 +327,8 @@ async fn purge(st: &AppState, params: &Value) -> Result<Value, String> {
     };
     let pool = target_db(st, &target).await?;
     let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-    // Row-level security confines every statement to this tenant too.
-    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-        .bind(tenant)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut removed = serde_json::Map::new();
-    for table in TENANT_TABLES {
-        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-            .bind(table)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| e.to_string())?;
-        if exists.is_none() {
-            continue;
-        }
-        let sql = format!("DELETE FROM {table} WHERE tenant_id = $1");
-        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| format!("{table}: {e}"))?;
-        removed.insert((*table).to_owned(), done.rows_affected().into());
-    }
+    let tables = tenant_data::tables(&mut tx).await?;
+    let removed = tenant_data::delete(&mut tx, &tables, tenant).await?;
     tx.commit().await.map_err(|e| e.to_string())?;
     pool.close().await;
     Ok(serde_json::json!({ "tenant": tenant, "target": target, "rows_removed": removed }))

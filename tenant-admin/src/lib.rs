@@ -10,6 +10,8 @@
 //! - [`api`]: the `/v1` resources, their validation, auth, idempotency and audit.
 //! - [`feed`]: the routing snapshot built from the catalog, versioned and long-polled.
 //! - [`jobs`]: resumable provisioning and purge jobs, and their worker.
+//! - [`moves`]: moving a tenant's rows to another target, then its routing.
+//! - `tenant_data.rs`: one tenant's rows in a tenant database: copy, count, delete.
 //! - [`fleet`]: the tenant schema across every shard and dedicated cluster,
 //!   as resumable `migrate_tenants` jobs, and each target's version.
 //! - [`migrations`]: the catalog and tenant schemas, embedded, and applying them.
@@ -24,7 +26,9 @@ pub mod feed;
 pub mod fleet;
 pub mod jobs;
 pub mod migrations;
+pub mod moves;
 pub mod secrets;
+mod tenant_data;
 
 /// The Redis stream gateways read cache purges from (the gateway's `purge_bus`).
 pub const PURGE_STREAM: &str = "switchyard:purges";

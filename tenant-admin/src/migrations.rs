@@ -26,17 +26,31 @@ pub enum Schema {
 /// One embedded migration: version, description, SQL.
 type Embedded = (i64, &'static str, &'static str);
 
-const CATALOG: &[Embedded] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/catalog/0001_initial.sql"),
-)];
+const CATALOG: &[Embedded] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/catalog/0001_initial.sql"),
+    ),
+    (
+        2,
+        "tenant moves",
+        include_str!("../../migrations/catalog/0002_tenant_moves.sql"),
+    ),
+];
 
-const TENANT: &[Embedded] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/tenant/0001_initial.sql"),
-)];
+const TENANT: &[Embedded] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/tenant/0001_initial.sql"),
+    ),
+    (
+        2,
+        "deferrable foreign keys",
+        include_str!("../../migrations/tenant/0002_deferrable_foreign_keys.sql"),
+    ),
+];
 
 impl Schema {
     fn embedded(self) -> &'static [Embedded] {

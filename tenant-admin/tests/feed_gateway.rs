@@ -3,7 +3,9 @@
 //! proxying to a real upstream. A tenant created through the API is routed
 //! within a second; with tenant-admin killed, a gateway keeps routing, also
 //! after its own restart (from its last-known-good snapshot on disk), and
-//! follows again once tenant-admin is back.
+//! follows again once tenant-admin is back. A tenant moved to another shard
+//! is read from its old shard while its rows are copied, its writes held,
+//! then both go to the new shard.
 
 mod support;
 
@@ -295,5 +297,106 @@ async fn a_gateway_keeps_routing_while_tenant_admin_is_down_also_after_its_own_r
     assert_eq!(
         gateway.tenant_of("acme.app.example.test").as_deref(),
         Ok("t-acme")
+    );
+}
+
+/// Which upstream answered a request: `(status, upstream name)`.
+fn answered_by(addr: SocketAddr, method: &str, host: &str) -> (u16, String) {
+    let body = (method == "POST").then_some("{\"qty\": 1}");
+    let (status, body) =
+        testkit::plain_http::request(addr, method, "/orders", &[("host", host)], body);
+    let echo: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    (
+        status,
+        echo["upstream"].as_str().unwrap_or(&body).to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_tenant_reads_from_its_old_shard_while_copied_and_its_held_writes_reach_the_new_one()
+ {
+    let (admin, cluster, _one, token) = stack().await;
+    let cluster_two = PgCluster::start().unwrap();
+    let two = Upstream::echo("shard-2").unwrap();
+    admin
+        .add_shard(
+            &ShardSpec::new("shard-2", "eu-west", &cluster_two)
+                .pool("eu-west", two.addr().to_string()),
+        )
+        .await;
+    admin
+        .create_tenant(&json!({"id": "t-acme", "slug": "acme", "plan": "starter",
+                               "region": "eu-west", "placement": {"kind": "shared", "shard": "shard-1"}}))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(dir.path(), "gw", &admin.base_url(), &token);
+    let host = "acme.app.example.test";
+    routed_within(&gateway, host, "t-acme", Duration::from_secs(1));
+    assert_eq!(
+        answered_by(gateway.http, "POST", host),
+        (200, "shard-1".into())
+    );
+
+    // The copy is kept waiting on a lock in the old shard, so the test sees
+    // the move in the middle, writes held.
+    let catalog = admin.catalog().await;
+    let old = support::connect(&cluster.database_url("shard_1")).await;
+    let mut lock = old.begin().await.unwrap();
+    sqlx::query("LOCK TABLE invoice_items IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let mover = {
+        let client = admin.client();
+        let op = admin.token().to_owned();
+        tokio::spawn(async move {
+            client
+                .request(http::Method::POST, "/v1/tenants/t-acme/move")
+                .bearer(&op)
+                .json(&json!({"placement": {"kind": "shared", "shard": "shard-2"}}))
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await
+        })
+    };
+    support::eventually(
+        "the gateway holds the tenant's writes",
+        Duration::from_secs(10),
+        || async {
+            let held: Option<i64> = sqlx::query_scalar(
+                "SELECT max(v.version) FROM snapshot_versions v \
+                 WHERE v.reason = 'tenant t-acme moving to shard-2: writes held' \
+                    AND v.version <= (SELECT min(applied_version) FROM gateways)",
+            )
+            .fetch_one(&catalog)
+            .await
+            .unwrap();
+            held.map(|_| ())
+        },
+    )
+    .await;
+
+    // Reads: the old shard, at once. Writes: held until the move is done.
+    assert_eq!(
+        answered_by(gateway.http, "GET", host),
+        (200, "shard-1".into())
+    );
+    let http = gateway.http;
+    let write = tokio::task::spawn_blocking(move || answered_by(http, "POST", host));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!write.is_finished(), "the write was not held");
+    lock.commit().await.unwrap();
+    assert_eq!(write.await.unwrap(), (200, "shard-2".into()));
+    let moved = mover.await.unwrap();
+    assert_eq!(moved.status, 200, "{}", moved.text());
+    assert_eq!(moved.json["target"], "shard-2");
+    assert_eq!(
+        answered_by(gateway.http, "GET", host),
+        (200, "shard-2".into())
+    );
+    let (_, metrics) = get(gateway.admin, "/metrics", "gateway.admin");
+    assert!(
+        metrics.contains("switchyard_gateway_writes_held_total{outcome=\"released\"} 1"),
+        "{metrics}"
     );
 }

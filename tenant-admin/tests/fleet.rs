@@ -18,6 +18,33 @@ const KEY: &str = "5f0b3c2a9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3
 /// connecting proves the round trip, and no message may ever show it.
 const PASSWORD: &str = "hunter2-never-shown";
 
+/// What `migrate tenants` prints for `target` applying every tenant migration.
+fn applied_all(target: &str) -> String {
+    Schema::Tenant
+        .migrations()
+        .iter()
+        .map(|(v, _)| format!("{target}: applied {v:04}\n"))
+        .collect()
+}
+
+/// What a dry run prints for `target` with every tenant migration pending.
+fn would_apply_all(target: &str) -> String {
+    Schema::Tenant
+        .migrations()
+        .iter()
+        .map(|(v, d)| format!("{target}: would apply {v:04} {d}\n"))
+        .collect()
+}
+
+/// The tenant schema's versions, oldest first.
+fn all_versions() -> Vec<i64> {
+    Schema::Tenant
+        .migrations()
+        .iter()
+        .map(|(v, _)| *v)
+        .collect()
+}
+
 /// A migrated catalog and shard clusters registered in it as `shard-1`…;
 /// every shard's database is `app`. Shards listed in `sealed` have
 /// [`PASSWORD`] in their DSN, sealed under [`KEY`].
@@ -158,17 +185,21 @@ async fn an_unreachable_shard_fails_alone_and_a_rerun_finishes_only_it() {
         "{stdout}{}",
         text(&first.stderr)
     );
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines[0], "shard-1: applied 0001");
+    assert!(stdout.starts_with(&applied_all("shard-1")), "{stdout}");
+    let lines: Vec<&str> = stdout[applied_all("shard-1").len()..].lines().collect();
     // The server's own reason, not the pool's "timed out".
     assert!(
-        lines[1].starts_with("shard-2: failed: cannot connect: ")
-            && lines[1].contains("Connection refused"),
+        lines[0].starts_with("shard-2: failed: cannot connect: ")
+            && lines[0].contains("Connection refused"),
         "{stdout}"
     );
-    assert_eq!(lines[2], "shard-3: applied 0001");
+    let rest = lines[1..].join("\n");
     assert!(
-        lines[3].contains("failed: 3 targets, 2 applied, 0 earlier, 0 up to date, 1 failed"),
+        rest.starts_with(applied_all("shard-3").trim_end()),
+        "{stdout}"
+    );
+    assert!(
+        rest.contains("failed: 3 targets, 2 applied, 0 earlier, 0 up to date, 1 failed"),
         "{stdout}"
     );
     assert!(!stdout.contains(PASSWORD), "{stdout}");
@@ -201,9 +232,10 @@ async fn an_unreachable_shard_fails_alone_and_a_rerun_finishes_only_it() {
         stdout,
         format!(
             "shard-1: applied by an earlier run, not redone\n\
-             shard-2: applied 0001\n\
+             {}\
              shard-3: applied by an earlier run, not redone\n\
-             migrate tenants: job {job} succeeded: 3 targets, 1 applied, 2 earlier, 0 up to date, 0 failed\n"
+             migrate tenants: job {job} succeeded: 3 targets, 1 applied, 2 earlier, 0 up to date, 0 failed\n",
+            applied_all("shard-2")
         )
     );
     assert!(fleet.has_tenant_schema(2));
@@ -222,14 +254,18 @@ async fn an_unreachable_shard_fails_alone_and_a_rerun_finishes_only_it() {
         .await
         .unwrap();
     assert_eq!(result["counts"]["earlier"], 2);
-    assert_eq!(result["targets"][1]["applied"], serde_json::json!([1]));
+    assert_eq!(
+        result["targets"][1]["applied"],
+        serde_json::json!(all_versions())
+    );
 
     // Finished: the next run is a new job that finds everything up to date.
     let third = fleet.migrate(&["--concurrency", "1"], Some(KEY));
     assert_eq!(third.status.code(), Some(0));
     let stdout = text(&third.stdout);
+    let latest = Schema::Tenant.latest();
     assert!(
-        stdout.starts_with("shard-1: up to date at version 1\n"),
+        stdout.starts_with(&format!("shard-1: up to date at version {latest}\n")),
         "{stdout}"
     );
     assert_eq!(fleet.latest_job().await.0, job + 1);
@@ -245,9 +281,9 @@ async fn dry_run_and_target_choose_and_change_only_what_they_say() {
     assert_eq!(
         text(&dry.stdout),
         format!(
-            "shard-1: would apply 0001 initial\n\
-             shard-2: would apply 0001 initial\n\
-             migrate tenants: job {job} succeeded (dry run): 2 targets, 2 would apply, 0 up to date, 0 failed\n"
+            "{}{}migrate tenants: job {job} succeeded (dry run): 2 targets, 2 would apply, 0 up to date, 0 failed\n",
+            would_apply_all("shard-1"),
+            would_apply_all("shard-2")
         )
     );
     assert_eq!(state, "succeeded");
@@ -259,12 +295,20 @@ async fn dry_run_and_target_choose_and_change_only_what_they_say() {
         .unwrap();
     assert_eq!(
         result["targets"][0]["would_apply"],
-        serde_json::json!([{"version": 1, "description": "initial"}])
+        serde_json::json!(
+            Schema::Tenant
+                .migrations()
+                .iter()
+                .map(|(v, d)| serde_json::json!({"version": v, "description": d}))
+                .collect::<Vec<_>>()
+        )
     );
 
     let one = fleet.migrate(&["--target", "shard-1"], Some(KEY));
     assert_eq!(one.status.code(), Some(0), "{}", text(&one.stderr));
-    assert!(text(&one.stdout).starts_with("shard-1: applied 0001\nmigrate tenants: job "));
+    assert!(
+        text(&one.stdout).starts_with(&format!("{}migrate tenants: job ", applied_all("shard-1")))
+    );
     assert!(fleet.has_tenant_schema(1) && !fleet.has_tenant_schema(2));
     let (job, _, _) = fleet.latest_job().await;
     assert_eq!(fleet.job_targets(job).await.len(), 1);
@@ -272,7 +316,11 @@ async fn dry_run_and_target_choose_and_change_only_what_they_say() {
     let dry = fleet.migrate(&["--dry-run"], Some(KEY));
     let stdout = text(&dry.stdout);
     assert!(
-        stdout.starts_with("shard-1: up to date at version 1\nshard-2: would apply 0001 initial\n"),
+        stdout.starts_with(&format!(
+            "shard-1: up to date at version {}\n{}",
+            Schema::Tenant.latest(),
+            would_apply_all("shard-2")
+        )),
         "{stdout}"
     );
 
@@ -336,11 +384,16 @@ async fn target_versions_show_skew_and_unreachable_targets() {
     assert_eq!(old.error.as_deref(), Some("offline: not contacted"));
     assert_eq!(
         (one.version, one.pending, &one.applied, &one.error),
-        (Some(1), Some(0), &vec![1], &None)
+        (
+            Some(Schema::Tenant.latest()),
+            Some(0),
+            &all_versions(),
+            &None
+        )
     );
     assert_eq!(
         (two.version, two.pending, &two.error),
-        (None, Some(1), &None)
+        (None, Some(all_versions().len()), &None)
     );
     assert_eq!((three.version, three.pending), (None, None));
     let error = three.error.as_deref().unwrap();

@@ -37,17 +37,37 @@ async fn migrate_catalog_applies_once_and_dry_run_changes_nothing() {
 
     let dry = tenant_admin(&["migrate", "catalog", "--dry-run"], Some(&url));
     assert!(dry.status.success(), "{}", text(&dry.stderr));
-    assert_eq!(text(&dry.stdout), "catalog: would apply 0001 initial\n");
+    let would: String = Schema::Catalog
+        .migrations()
+        .iter()
+        .map(|(v, d)| format!("catalog: would apply {v:04} {d}\n"))
+        .collect();
+    assert_eq!(text(&dry.stdout), would);
     let db = pool(&url).await;
     assert_eq!(migrations::applied(&db).await.unwrap(), Vec::<i64>::new());
 
     let run = tenant_admin(&["migrate", "catalog", "--database-url", &url], None);
     assert!(run.status.success(), "{}", text(&run.stderr));
-    assert_eq!(text(&run.stdout), "catalog: applied 0001\n");
+    let versions: Vec<i64> = Schema::Catalog
+        .migrations()
+        .iter()
+        .map(|(v, _)| *v)
+        .collect();
+    let applied: String = versions
+        .iter()
+        .map(|v| format!("catalog: applied {v:04}\n"))
+        .collect();
+    assert_eq!(text(&run.stdout), applied);
     let again = tenant_admin(&["migrate", "catalog"], Some(&url));
     assert!(again.status.success());
-    assert_eq!(text(&again.stdout), "catalog: up to date at version 1\n");
-    assert_eq!(migrations::applied(&db).await.unwrap(), vec![1]);
+    assert_eq!(
+        text(&again.stdout),
+        format!(
+            "catalog: up to date at version {}\n",
+            Schema::Catalog.latest()
+        )
+    );
+    assert_eq!(migrations::applied(&db).await.unwrap(), versions);
 
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables \
@@ -186,10 +206,12 @@ async fn row_level_security_hides_every_other_tenants_rows() {
     let pg = PgCluster::start().unwrap();
     let url = pg.create_database("shard").unwrap();
     let db = pool(&url).await;
-    assert_eq!(
-        migrations::apply(&db, Schema::Tenant).await.unwrap(),
-        vec![1]
-    );
+    let every: Vec<i64> = Schema::Tenant
+        .migrations()
+        .iter()
+        .map(|(v, _)| *v)
+        .collect();
+    assert_eq!(migrations::apply(&db, Schema::Tenant).await.unwrap(), every);
     sqlx::query("CREATE ROLE app NOLOGIN IN ROLE switchyard_app")
         .execute(&db)
         .await

@@ -37,13 +37,15 @@ pub fn request(
             body.len()
         ));
     }
-    head.push_str("\r\n");
+    // Some servers keep even an HTTP/1.0 connection open; the answer is
+    // read up to its Content-Length anyway.
+    head.push_str("connection: close\r\n\r\n");
     head.push_str(body.unwrap_or(""));
     if stream.write_all(head.as_bytes()).is_err() {
         return (0, String::new());
     }
-    let mut response = String::new();
-    if stream.read_to_string(&mut response).is_err() && response.is_empty() {
+    let response = read_response(&mut stream);
+    if response.is_empty() {
         return (0, String::new());
     }
     let status = response
@@ -55,4 +57,28 @@ pub fn request(
         .split_once("\r\n\r\n")
         .map_or(String::new(), |(_, b)| b.to_owned());
     (status, body)
+}
+
+/// The response on `stream`: up to the end of its body as its
+/// Content-Length gives it, else up to the end of the connection.
+fn read_response(stream: &mut TcpStream) -> String {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+            let length = head.lines().find_map(|l| {
+                l.strip_prefix("content-length:")
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            });
+            if length.is_some_and(|n| bytes.len() >= end + 4 + n) {
+                break;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }

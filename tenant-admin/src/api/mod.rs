@@ -8,6 +8,7 @@
 //! version (see [`crate::feed::bump`]).
 
 pub mod catalog;
+pub mod moves;
 pub mod ops;
 pub mod problem;
 pub mod request;
@@ -58,6 +59,7 @@ pub fn routes(state: Arc<AppState>) -> (Router<Arc<AppState>>, utoipa::openapi::
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(catalog::routes())
         .merge(tenants::routes())
+        .merge(moves::routes())
         .merge(ops::routes())
         .split_for_parts();
     let router = router

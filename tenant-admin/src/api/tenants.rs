@@ -61,23 +61,42 @@ pub struct Tenant {
     pub target: Option<String>,
     /// `shard` or `dedicated`.
     pub placement: Option<String>,
-    /// `provisioning`, `active`, `suspended` or `deleted`.
+    /// `provisioning`, `active`, `suspended`, `moving` (a move holds its
+    /// writes for the moment: gateways serve reads and hold writes) or
+    /// `deleted`.
     pub status: String,
+    /// The target a move in progress takes it to.
+    pub moving_to: Option<String>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
     /// When it was deleted.
     pub deleted_at: Option<DateTime<Utc>>,
-    /// The job still working on it (provisioning or purge), if any.
+    /// The job still working on it (provisioning, move or purge), if any.
     pub job: Option<i64>,
 }
 
-const TENANT_SELECT: &str = "SELECT n.id, n.slug, n.plan, n.region, n.target_id AS target, \
-        t.kind::text AS placement, n.status::text AS status, n.created_at, n.updated_at, n.deleted_at, \
-        (SELECT max(j.id) FROM jobs j WHERE j.kind IN ('provision_tenant', 'purge_tenant') \
+/// A tenant's status as the API shows it: `moving` while a move holds
+/// its writes.
+macro_rules! status_sql {
+    () => {
+        "CASE WHEN n.writes_held_since IS NOT NULL AND n.status = 'active' \
+            THEN 'moving' ELSE n.status::text END"
+    };
+}
+
+const TENANT_SELECT: &str = concat!(
+    "SELECT n.id, n.slug, n.plan, n.region, n.target_id AS target, \
+        t.kind::text AS placement, ",
+    status_sql!(),
+    " AS status, n.moving_to, \
+        n.created_at, n.updated_at, n.deleted_at, \
+        (SELECT max(j.id) FROM jobs j \
+            WHERE j.kind IN ('provision_tenant', 'move_tenant', 'purge_tenant') \
             AND j.params->>'tenant' = n.id AND j.state <> 'succeeded') AS job \
-    FROM tenants n LEFT JOIN targets t ON t.id = n.target_id";
+    FROM tenants n LEFT JOIN targets t ON t.id = n.target_id"
+);
 
 pub(crate) async fn fetch_tenant<'e>(
     db: impl sqlx::PgExecutor<'e>,
@@ -165,18 +184,19 @@ async fn list_tenants(
     if let Some(s) = &f.status
         && !matches!(
             s.as_str(),
-            "provisioning" | "active" | "suspended" | "deleted"
+            "provisioning" | "active" | "suspended" | "moving" | "deleted"
         )
     {
         return Err(ApiError::bad_field(
             "status",
-            "status must be provisioning, active, suspended or deleted",
+            "status must be provisioning, active, suspended, moving or deleted",
         ));
     }
     let sql = format!(
-        "{TENANT_SELECT} WHERE ($1::text IS NULL OR n.id > $1) AND ($2::text IS NULL OR n.status::text = $2) \
+        "{TENANT_SELECT} WHERE ($1::text IS NULL OR n.id > $1) AND ($2::text IS NULL OR {status} = $2) \
          AND ($3::text IS NULL OR n.region = $3) AND ($4::text IS NULL OR n.target_id = $4) \
-         ORDER BY n.id LIMIT $5"
+         ORDER BY n.id LIMIT $5",
+        status = status_sql!()
     );
     let rows: Vec<Tenant> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(q.after()?)
@@ -311,7 +331,7 @@ async fn finish(
 
 /// Chooses the tenant's target, creating a dedicated one when asked;
 /// returns it and whether its database must be created.
-async fn place(
+pub(super) async fn place(
     st: &AppState,
     tx: &mut sqlx::PgConnection,
     id: &str,
@@ -387,7 +407,7 @@ async fn place(
             let cluster = validate::target("placement.cluster", cluster)?;
             let row: Option<(String, String, i64)> = sqlx::query_as(
                 "SELECT kind::text, region, (SELECT count(*) FROM tenants n \
-                    WHERE n.target_id = t.id AND n.status <> 'deleted') \
+                    WHERE (n.target_id = t.id AND n.status <> 'deleted') OR n.moving_to = t.id) \
                  FROM targets t WHERE id = $1 FOR UPDATE",
             )
             .bind(&cluster)
@@ -610,6 +630,11 @@ async fn transition(
     let before = fetch_tenant(&mut *tx, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("tenant {id:?}")))?;
+    if before.status == "moving" {
+        return Err(ApiError::conflict(
+            "the tenant is being moved and its writes are held; retry in a few seconds",
+        ));
+    }
     let (plan, status) = change(&before)?;
     if plan == before.plan && status == before.status {
         return Ok(before);
@@ -672,6 +697,12 @@ async fn delete_tenant(
         return Err(ApiError::conflict(
             "the tenant is still being placed; retry shortly",
         ));
+    }
+    if let Some(to) = &before.moving_to {
+        return Err(ApiError::conflict(format!(
+            "the tenant is being moved to {to:?}; wait for the move or cancel it \
+             (DELETE /v1/tenants/{id}/move) first"
+        )));
     }
     sqlx::query(
         "UPDATE tenants SET status = 'deleted', deleted_at = now(), updated_at = now() WHERE id = $1",

@@ -11,6 +11,7 @@
 //! - `audit.rs`: one audit row per mutation.
 //! - `provisioning.rs`: shared and dedicated placement, and resuming it.
 //! - `lifecycle.rs`: plan changes, suspension, deletion and purge; row-level security.
+//! - `moves.rs`: tenant moves between shards and to a dedicated database.
 //! - `feed.rs`: the routing snapshot's ETag, long poll and heartbeats.
 //! - `openapi.rs`: the OpenAPI document against the routes served; health and metrics.
 //! - `../support/mod.rs`: the binary, the client and the seeding helpers.
@@ -23,6 +24,7 @@ mod auth;
 mod feed;
 mod idempotency;
 mod lifecycle;
+mod moves;
 mod openapi;
 mod operations;
 mod pagination;

@@ -51,6 +51,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/tenants/{id}"),
     ("POST", "/v1/tenants/{id}/suspend"),
     ("POST", "/v1/tenants/{id}/resume"),
+    ("POST", "/v1/tenants/{id}/move"),
+    ("DELETE", "/v1/tenants/{id}/move"),
     ("POST", "/v1/tenants/{id}/cache/purge"),
     ("GET", "/v1/jobs"),
     ("GET", "/v1/jobs/{id}"),

@@ -1,0 +1,382 @@
+//! Moving a tenant to another target: its rows are copied from the
+//! database it lives in to another one (a shard, or a dedicated cluster),
+//! then its placement is switched, then its rows are removed from where it
+//! was. One `move_tenant` job does it, resumably:
+//!
+//! 1. **Prepare** (traffic untouched): reach both databases, bring the
+//!    destination's tenant schema up to date (creating its database first
+//!    for a new dedicated cluster), and check both are at the same version.
+//! 2. **Hold writes**: publish the tenant as `moving`; gateways then serve
+//!    its reads from the old target and hold its writes. Wait until every
+//!    gateway following the feed reports that version ([`ACK_TIMEOUT`]),
+//!    then a moment more for writes already on their way ([`IN_FLIGHT_GRACE`]).
+//! 3. **Copy** in one destination transaction: the tenant's earlier rows
+//!    there (from an attempt cut short) deleted, every row copied from a
+//!    consistent snapshot of the source, the counts compared, sequences
+//!    raised past the copied ids, foreign keys checked at commit.
+//! 4. **Switch**, in one catalog transaction: the tenant's target becomes
+//!    the destination, the hold ends, and the snapshot is published; the
+//!    held writes go to the new target.
+//! 5. **Clean up**: the tenant's rows are deleted from the source.
+//!
+//! A failure before the switch releases the hold at once (the tenant goes
+//! on being served where it was) and fails the job, which the worker
+//! retries with backoff; a crash is taken over when the job's lease ends.
+//! After the switch, a retry only repeats the clean-up.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::api::request::audit;
+use crate::app::AppState;
+use crate::jobs::{self, bump, target_db, worker};
+use crate::migrations::{self, Schema};
+use crate::tenant_data::{self, TenantTable};
+
+/// Moves a tenant.
+pub const MOVE: &str = "move_tenant";
+
+/// How long the move waits for the gateways to hold the tenant's writes.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the gateways hold writes, how long writes they had already sent
+/// on get to reach the old database.
+pub const IN_FLIGHT_GRACE: Duration = Duration::from_millis(1000);
+/// Gateways that asked the feed within this many seconds are waited for.
+const LIVE_GATEWAY_SECS: f64 = 30.0;
+
+/// What the catalog says of the tenant now.
+#[derive(Debug, sqlx::FromRow)]
+struct Now {
+    target_id: Option<String>,
+    moving_to: Option<String>,
+}
+
+/// Runs move job `job` (`params`: `tenant`, `from`, `to`, `create_database`).
+pub(crate) async fn run(st: &AppState, job: i64, params: &Value) -> Result<Value, String> {
+    let text = |key: &str| {
+        params[key]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("params.{key} is missing"))
+    };
+    let (tenant, from, to) = (text("tenant")?, text("from")?, text("to")?);
+    let now: Option<Now> = sqlx::query_as("SELECT target_id, moving_to FROM tenants WHERE id = $1")
+        .bind(&tenant)
+        .fetch_optional(&st.db)
+        .await
+        .map_err(|e| format!("catalog: {e}"))?;
+    let now = now.ok_or_else(|| format!("tenant {tenant:?} is gone"))?;
+    if now.target_id.as_deref() == Some(to.as_str()) && now.moving_to.is_none() {
+        // Switched by an earlier attempt: only the clean-up is left.
+        let removed = clean_up(st, &tenant, &from).await?;
+        return Ok(
+            json!({ "tenant": tenant, "from": from, "to": to, "rows_removed_from_source": removed }),
+        );
+    }
+    if now.moving_to.as_deref() != Some(to.as_str()) || now.target_id.as_deref() != Some(&from) {
+        return Ok(json!({ "skipped": "the move was cancelled or superseded" }));
+    }
+
+    // 1. Prepare.
+    if params["create_database"].as_bool() == Some(true) {
+        jobs::create_database(st, &to).await?;
+    }
+    let source = target_db(st, &from).await?;
+    let destination = target_db(st, &to).await?;
+    migrations::apply(&destination, Schema::Tenant)
+        .await
+        .map_err(|e| format!("tenant schema on {to}: {e}"))?;
+    let versions = (
+        migrations::applied(&source)
+            .await
+            .map_err(|e| format!("{from}: {e}"))?,
+        migrations::applied(&destination)
+            .await
+            .map_err(|e| format!("{to}: {e}"))?,
+    );
+    if versions.0 != versions.1 {
+        return Err(format!(
+            "{from} has tenant schema versions {:?} and {to} has {:?}: \
+             run `tenant-admin migrate tenants` first",
+            versions.0, versions.1
+        ));
+    }
+
+    // 2. Hold writes.
+    let held = Instant::now();
+    let version = hold_writes(st, job, &tenant, &to).await?;
+    let Some(version) = version else {
+        return Ok(json!({ "skipped": "the move was cancelled or superseded" }));
+    };
+    let outcome = async {
+        wait_for_gateways(st, version).await?;
+        tokio::time::sleep(IN_FLIGHT_GRACE).await;
+        // 3. Copy.
+        let copied = copy(&source, &destination, &tenant).await?;
+        // 4. Switch.
+        switch(st, job, &tenant, &from, &to, &copied).await?;
+        Ok::<_, String>(copied)
+    }
+    .await;
+    let copied = match outcome {
+        Ok(copied) => copied,
+        Err(error) => {
+            if let Err(e) = release(st, job, &tenant, &to, &error).await {
+                tracing::error!(tenant = %tenant, error = %e, "cannot release a move's write hold");
+            }
+            return Err(error);
+        }
+    };
+    let held_ms = u64::try_from(held.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(tenant = %tenant, from = %from, to = %to, held_ms, "tenant moved");
+    source.close().await;
+    destination.close().await;
+
+    // 5. Clean up.
+    let removed = clean_up(st, &tenant, &from).await?;
+    Ok(json!({
+        "tenant": tenant, "from": from, "to": to,
+        "rows_copied": copied, "writes_held_ms": held_ms,
+        "rows_removed_from_source": removed,
+    }))
+}
+
+/// Publishes the tenant as `moving`; the version that does, or `None` when
+/// the move is no longer wanted.
+async fn hold_writes(
+    st: &AppState,
+    job: i64,
+    tenant: &str,
+    to: &str,
+) -> Result<Option<u64>, String> {
+    let mut tx = st.db.begin().await.map_err(|e| format!("catalog: {e}"))?;
+    let held = sqlx::query(
+        "UPDATE tenants SET writes_held_since = coalesce(writes_held_since, now()), updated_at = now() \
+         WHERE id = $1 AND moving_to = $2",
+    )
+    .bind(tenant)
+    .bind(to)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| format!("catalog: {e}"))?;
+    if held.rows_affected() == 0 {
+        return Ok(None);
+    }
+    audit(
+        &mut tx,
+        &worker(job),
+        "tenant.move.hold_writes",
+        &format!("/v1/tenants/{tenant}"),
+        None::<&()>,
+        Some(&json!({ "moving_to": to })),
+    )
+    .await
+    .map_err(|e| e.problem(None).detail)?;
+    let version = bump(
+        &mut tx,
+        &format!("tenant {tenant} moving to {to}: writes held"),
+    )
+    .await?;
+    tx.commit().await.map_err(|e| format!("catalog: {e}"))?;
+    Ok(Some(version))
+}
+
+/// Ends the hold without switching (the move failed this time).
+async fn release(
+    st: &AppState,
+    job: i64,
+    tenant: &str,
+    to: &str,
+    error: &str,
+) -> Result<(), String> {
+    let mut tx = st.db.begin().await.map_err(|e| format!("catalog: {e}"))?;
+    let released = sqlx::query(
+        "UPDATE tenants SET writes_held_since = NULL, updated_at = now() \
+         WHERE id = $1 AND moving_to = $2 AND writes_held_since IS NOT NULL",
+    )
+    .bind(tenant)
+    .bind(to)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| format!("catalog: {e}"))?;
+    if released.rows_affected() == 1 {
+        audit(
+            &mut tx,
+            &worker(job),
+            "tenant.move.release_writes",
+            &format!("/v1/tenants/{tenant}"),
+            None::<&()>,
+            Some(&json!({ "moving_to": to, "error": error })),
+        )
+        .await
+        .map_err(|e| e.problem(None).detail)?;
+        bump(
+            &mut tx,
+            &format!("tenant {tenant} move failed: writes released"),
+        )
+        .await?;
+    }
+    tx.commit().await.map_err(|e| format!("catalog: {e}"))
+}
+
+/// Waits until every live gateway has applied `version`.
+async fn wait_for_gateways(st: &AppState, version: u64) -> Result<(), String> {
+    let deadline = Instant::now() + ACK_TIMEOUT;
+    loop {
+        let behind: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM gateways WHERE applied_version < $1 \
+                AND last_seen_at > now() - make_interval(secs => $2) ORDER BY id",
+        )
+        .bind(i64::try_from(version).unwrap_or(i64::MAX))
+        .bind(LIVE_GATEWAY_SECS)
+        .fetch_all(&st.db)
+        .await
+        .map_err(|e| format!("catalog: {e}"))?;
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "gateways {} did not apply snapshot version {version} within {} s, so they may \
+                 still send the tenant's writes to its old database; the move will be retried",
+                behind.join(", "),
+                ACK_TIMEOUT.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Copies the tenant's rows from `source` to `destination` (one
+/// transaction there, committed only when every count matches).
+async fn copy(
+    source: &PgPool,
+    destination: &PgPool,
+    tenant: &str,
+) -> Result<BTreeMap<String, u64>, String> {
+    let mut from = source.begin().await.map_err(|e| format!("source: {e}"))?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *from)
+        .await
+        .map_err(|e| format!("source: {e}"))?;
+    tenant_data::act_for(&mut from, tenant).await?;
+    let mut to = destination
+        .begin()
+        .await
+        .map_err(|e| format!("destination: {e}"))?;
+    sqlx::query("SET CONSTRAINTS ALL DEFERRED")
+        .execute(&mut *to)
+        .await
+        .map_err(|e| format!("destination: {e}"))?;
+    let tables = tenant_data::tables(&mut from).await?;
+    same_tables(&tables, &tenant_data::tables(&mut to).await?)?;
+    tenant_data::delete(&mut to, &tables, tenant).await?;
+    let copied = tenant_data::copy(&mut from, &mut to, &tables).await?;
+    let there = tenant_data::count(&mut to, &tables, tenant).await?;
+    let here = tenant_data::count(&mut from, &tables, tenant).await?;
+    if here != copied || there != copied {
+        return Err(format!(
+            "row counts differ after the copy (source {here:?}, copied {copied:?}, destination {there:?}); nothing was committed"
+        ));
+    }
+    tenant_data::raise_sequences(&mut to, &tables, tenant).await?;
+    to.commit()
+        .await
+        .map_err(|e| format!("destination: the copy could not be committed: {e}"))?;
+    from.rollback().await.map_err(|e| format!("source: {e}"))?;
+    Ok(copied)
+}
+
+/// Both databases hold the same tenant tables with the same columns.
+fn same_tables(source: &[TenantTable], destination: &[TenantTable]) -> Result<(), String> {
+    let shape = |tables: &[TenantTable]| -> BTreeMap<String, String> {
+        tables
+            .iter()
+            .map(|t| (t.name.clone(), t.columns.clone()))
+            .collect()
+    };
+    let (here, there) = (shape(source), shape(destination));
+    if here == there {
+        return Ok(());
+    }
+    let differ: Vec<&String> = here
+        .keys()
+        .chain(there.keys())
+        .filter(|t| here.get(*t) != there.get(*t))
+        .collect();
+    Err(format!(
+        "the tenant tables differ between source and destination ({differ:?}); migrate both to the same schema"
+    ))
+}
+
+/// Points the tenant at its new target and publishes it.
+async fn switch(
+    st: &AppState,
+    job: i64,
+    tenant: &str,
+    from: &str,
+    to: &str,
+    copied: &BTreeMap<String, u64>,
+) -> Result<(), String> {
+    let mut tx = st.db.begin().await.map_err(|e| format!("catalog: {e}"))?;
+    let switched = sqlx::query(
+        "UPDATE tenants SET target_id = $3, moving_to = NULL, writes_held_since = NULL, updated_at = now() \
+         WHERE id = $1 AND target_id = $2 AND moving_to = $3 AND writes_held_since IS NOT NULL",
+    )
+    .bind(tenant)
+    .bind(from)
+    .bind(to)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| format!("catalog: {e}"))?;
+    if switched.rows_affected() == 0 {
+        return Err(
+            "the tenant's move changed while its rows were copied; nothing switched".to_owned(),
+        );
+    }
+    audit(
+        &mut tx,
+        &worker(job),
+        "tenant.move.switch",
+        &format!("/v1/tenants/{tenant}"),
+        Some(&json!({ "target": from })),
+        Some(&json!({ "target": to, "rows_copied": copied })),
+    )
+    .await
+    .map_err(|e| e.problem(None).detail)?;
+    bump(
+        &mut tx,
+        &format!("tenant {tenant} moved from {from} to {to}"),
+    )
+    .await?;
+    tx.commit().await.map_err(|e| format!("catalog: {e}"))
+}
+
+/// Deletes the tenant's rows from `from`, unless it lives there again.
+async fn clean_up(
+    st: &AppState,
+    tenant: &str,
+    from: &str,
+) -> Result<BTreeMap<String, u64>, String> {
+    let back: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM tenants WHERE id = $1 AND (target_id = $2 OR moving_to = $2)",
+    )
+    .bind(tenant)
+    .bind(from)
+    .fetch_optional(&st.db)
+    .await
+    .map_err(|e| format!("catalog: {e}"))?;
+    if back.is_some() {
+        return Ok(BTreeMap::new());
+    }
+    let source = target_db(st, from).await?;
+    let mut tx = source.begin().await.map_err(|e| format!("{from}: {e}"))?;
+    let tables = tenant_data::tables(&mut tx).await?;
+    let removed = tenant_data::delete(&mut tx, &tables, tenant).await?;
+    tx.commit().await.map_err(|e| format!("{from}: {e}"))?;
+    source.close().await;
+    Ok(removed)
+}
