@@ -71,7 +71,9 @@ fn main() {
         bin.display()
     );
 
-    let mut clusters = PgCluster::start_many(3).expect("PostgreSQL clusters").into_iter();
+    let mut clusters = PgCluster::start_many(3)
+        .expect("PostgreSQL clusters")
+        .into_iter();
     let (catalog, one, two) = (
         clusters.next().unwrap(),
         clusters.next().unwrap(),
@@ -134,7 +136,10 @@ fn main() {
     );
     for (i, &rows) in sizes.iter().enumerate() {
         let (mover, stayer) = (format!("t-move-{i}"), format!("t-stay-{i}"));
-        for (id, slug) in [(&mover, format!("mover-{i}")), (&stayer, format!("stayer-{i}"))] {
+        for (id, slug) in [
+            (&mover, format!("mover-{i}")),
+            (&stayer, format!("stayer-{i}")),
+        ] {
             call(
                 "POST",
                 "/v1/tenants",
@@ -173,18 +178,27 @@ fn main() {
                 _ => std::thread::sleep(Duration::from_millis(20)),
             }
         };
-        let total = if status == 200 { answered } else { sent.elapsed() }.as_millis();
+        let total = if status == 200 {
+            answered
+        } else {
+            sent.elapsed()
+        }
+        .as_millis();
 
         let result = &job["result"];
         let copied: u64 = result["rows_copied"]
             .as_object()
-            .expect("rows_copied")
+            .unwrap_or_else(|| panic!("no rows_copied in the move job: {job}"))
             .values()
             .filter_map(Value::as_u64)
             .sum();
         let held = u128::from(result["writes_held_ms"].as_u64().expect("writes_held_ms"));
         assert_eq!(copied, moving.rows, "rows copied vs rows on shard-1");
-        assert_eq!(census(&two, "shard_2", &mover), moving, "{mover} on shard-2");
+        assert_eq!(
+            census(&two, "shard_2", &mover),
+            moving,
+            "{mover} on shard-2"
+        );
         assert_eq!(census(&one, "shard_1", &mover).rows, 0, "{mover} left");
         assert_eq!(census(&one, "shard_1", &stayer), staying, "{stayer} kept");
         println!(
@@ -209,7 +223,8 @@ fn fill(tenants: &[&str], rows: u64) -> String {
              WHERE tenant_id = ANY({ts}) GROUP BY tenant_id)"
         )
     };
-    let pick = |alias: &str, salt: u64| format!("{alias}.a[1 + (g * {salt}) % cardinality({alias}.a)]");
+    let pick =
+        |alias: &str, salt: u64| format!("{alias}.a[1 + (g * {salt}) % cardinality({alias}.a)]");
     let price = "100 + (g * 7919) % 100000";
     format!(
         "INSERT INTO categories (tenant_id, name)
@@ -307,7 +322,7 @@ fn last_move(catalog: &PgCluster, tenant: &str) -> Value {
         .execute(
             "catalog",
             &format!(
-                "SELECT json_build_object('state', state, 'result', result, 'error', error) FROM jobs \
+                "SELECT json_build_object('id', id, 'state', state, 'attempts', attempts, 'result', result, 'error', error, 'created_at', created_at, 'updated_at', updated_at) FROM jobs \
                  WHERE kind = 'move_tenant' AND params->>'tenant' = '{tenant}' ORDER BY id DESC LIMIT 1"
             ),
         )

@@ -66,7 +66,11 @@ pub async fn run_or_wait(st: Arc<AppState>, id: i64, wait: Duration) {
     let deadline = tokio::time::Instant::now() + wait;
     match claim(&st.db, id).await {
         Ok(Some((kind, params))) => {
-            let _ = tokio::time::timeout_at(deadline, execute(st.clone(), id, kind, params)).await;
+            // Run to the end (and record the outcome) even when the caller
+            // stops waiting: a request timing out must not cut a job
+            // half-way or leave it `running` until its lease runs out.
+            let run = tokio::spawn(execute(st.clone(), id, kind, params));
+            let _ = tokio::time::timeout_at(deadline, run).await;
         }
         Ok(None) => {
             while tokio::time::Instant::now() < deadline {
@@ -90,8 +94,6 @@ pub async fn run_or_wait(st: Arc<AppState>, id: i64, wait: Duration) {
 
 /// Runs a claimed job to its end and records the outcome.
 async fn execute(st: Arc<AppState>, id: i64, kind: String, params: Value) {
-    // The job runs in its own task so a caller that stops waiting (a
-    // request timing out) does not cancel it half-way.
     let task = tokio::spawn({
         let st = st.clone();
         let kind = kind.clone();
@@ -104,9 +106,30 @@ async fn execute(st: Arc<AppState>, id: i64, kind: String, params: Value) {
             }
         }
     });
-    let outcome = task
-        .await
-        .unwrap_or_else(|e| Err(format!("the job panicked: {e}")));
+    // The lease is renewed while the job runs, so a long job is never
+    // taken over by another worker while this one is still at it.
+    let renew = async {
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(LEASE_SECS / 3.0));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let renewed = sqlx::query(
+                "UPDATE jobs SET lease_until = now() + make_interval(secs => $2) \
+                 WHERE id = $1 AND state = 'running'",
+            )
+            .bind(id)
+            .bind(LEASE_SECS)
+            .execute(&st.db)
+            .await;
+            if let Err(e) = renewed {
+                tracing::warn!(job = id, error = %e, "cannot renew a job's lease");
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        joined = task => joined.unwrap_or_else(|e| Err(format!("the job panicked: {e}"))),
+        () = renew => unreachable!("the renewal loop never ends"),
+    };
     let recorded = match &outcome {
         Ok(result) => sqlx::query(
             "UPDATE jobs SET state = 'succeeded', result = $2, error = NULL, lease_until = NULL, \

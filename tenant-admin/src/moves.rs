@@ -55,6 +55,10 @@ struct Now {
 }
 
 /// Runs move job `job` (`params`: `tenant`, `from`, `to`, `create_database`).
+///
+/// One run at a time per tenant, across every tenant-admin replica: the
+/// run holds a catalog advisory lock on the tenant from start to end (a
+/// run whose process died loses it with its connection).
 pub(crate) async fn run(st: &AppState, job: i64, params: &Value) -> Result<Value, String> {
     let text = |key: &str| {
         params[key]
@@ -63,6 +67,37 @@ pub(crate) async fn run(st: &AppState, job: i64, params: &Value) -> Result<Value
             .ok_or_else(|| format!("params.{key} is missing"))
     };
     let (tenant, from, to) = (text("tenant")?, text("from")?, text("to")?);
+    let mut lock = st.db.acquire().await.map_err(|e| format!("catalog: {e}"))?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(5379, hashtext($1))")
+        .bind(&tenant)
+        .fetch_one(&mut *lock)
+        .await
+        .map_err(|e| format!("catalog: {e}"))?;
+    if !locked {
+        return Err(format!(
+            "another run is moving tenant {tenant:?}; this one will be retried"
+        ));
+    }
+    let outcome = run_locked(st, job, params, tenant.clone(), from, to).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock(5379, hashtext($1))")
+        .bind(&tenant)
+        .execute(&mut *lock)
+        .await;
+    if unlocked.is_err() {
+        // Never hand a connection still holding the lock back to the pool.
+        let _ = lock.close().await;
+    }
+    outcome
+}
+
+async fn run_locked(
+    st: &AppState,
+    job: i64,
+    params: &Value,
+    tenant: String,
+    from: String,
+    to: String,
+) -> Result<Value, String> {
     let now: Option<Now> = sqlx::query_as("SELECT target_id, moving_to FROM tenants WHERE id = $1")
         .bind(&tenant)
         .fetch_optional(&st.db)
@@ -97,6 +132,7 @@ pub(crate) async fn run(st: &AppState, job: i64, params: &Value) -> Result<Value
             .await
             .map_err(|e| format!("{to}: {e}"))?,
     );
+    may_copy_in(&destination, &to).await?;
     if versions.0 != versions.1 {
         return Err(format!(
             "{from} has tenant schema versions {:?} and {to} has {:?}: \
@@ -142,6 +178,24 @@ pub(crate) async fn run(st: &AppState, job: i64, params: &Value) -> Result<Value
         "rows_copied": copied, "writes_held_ms": held_ms,
         "rows_removed_from_source": removed,
     }))
+}
+
+/// The destination's role may write rows past row-level security (COPY
+/// FROM refuses otherwise): checked before any write is held.
+async fn may_copy_in(destination: &PgPool, to: &str) -> Result<(), String> {
+    let (role, allowed): (String, bool) = sqlx::query_as(
+        "SELECT rolname::text, rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(destination)
+    .await
+    .map_err(|e| format!("{to}: {e}"))?;
+    if allowed {
+        return Ok(());
+    }
+    Err(format!(
+        "{to}'s role {role:?} is neither a superuser nor BYPASSRLS, so it cannot copy a tenant's \
+         rows in; register the target with a maintenance role that is"
+    ))
 }
 
 /// Publishes the tenant as `moving`; the version that does, or `None` when
@@ -282,6 +336,12 @@ async fn copy(
             "row counts differ after the copy (source {here:?}, copied {copied:?}, destination {there:?}); nothing was committed"
         ));
     }
+    // Foreign keys checked now rather than at commit, so the sequences
+    // below are held (other tenants' inserts wait) only for a moment.
+    sqlx::query("SET CONSTRAINTS ALL IMMEDIATE")
+        .execute(&mut *to)
+        .await
+        .map_err(|e| format!("destination: a copied row breaks a foreign key: {e}"))?;
     tenant_data::raise_sequences(&mut to, &tables, tenant).await?;
     to.commit()
         .await
@@ -356,17 +416,25 @@ async fn switch(
 }
 
 /// Deletes the tenant's rows from `from`, unless it lives there again.
+/// The tenant's catalog row stays locked meanwhile, so no move back to
+/// `from` can start before the rows are gone.
 async fn clean_up(
     st: &AppState,
     tenant: &str,
     from: &str,
 ) -> Result<BTreeMap<String, u64>, String> {
+    let mut catalog = st.db.begin().await.map_err(|e| format!("catalog: {e}"))?;
+    sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR SHARE")
+        .bind(tenant)
+        .execute(&mut *catalog)
+        .await
+        .map_err(|e| format!("catalog: {e}"))?;
     let back: Option<i32> = sqlx::query_scalar(
         "SELECT 1 FROM tenants WHERE id = $1 AND (target_id = $2 OR moving_to = $2)",
     )
     .bind(tenant)
     .bind(from)
-    .fetch_optional(&st.db)
+    .fetch_optional(&mut *catalog)
     .await
     .map_err(|e| format!("catalog: {e}"))?;
     if back.is_some() {
@@ -378,5 +446,9 @@ async fn clean_up(
     let removed = tenant_data::delete(&mut tx, &tables, tenant).await?;
     tx.commit().await.map_err(|e| format!("{from}: {e}"))?;
     source.close().await;
+    catalog
+        .commit()
+        .await
+        .map_err(|e| format!("catalog: {e}"))?;
     Ok(removed)
 }

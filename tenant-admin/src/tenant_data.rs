@@ -45,7 +45,7 @@ pub(crate) async fn tables(conn: &mut PgConnection) -> Result<Vec<TenantTable>, 
                 JOIN pg_class p ON p.oid = k.confrelid \
              WHERE k.conrelid = c.oid AND k.contype = 'f' AND k.confrelid <> c.oid), '{}') \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') \
+         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
             AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid \
                 AND a.attname = 'tenant_id' AND NOT a.attisdropped) \
          ORDER BY c.relname",
@@ -229,8 +229,9 @@ pub(crate) async fn copy(
 /// Raises every sequence behind `tables`' columns (identity or serial)
 /// on `conn` to at least the largest value `tenant` now has in that
 /// column, so the tenant's next rows do not collide with the rows copied
-/// in. Each sequence is altered first, which holds other sessions'
-/// `nextval` until the transaction ends: the raise cannot race them.
+/// in. Each sequence is altered first (to its own options), which holds
+/// other sessions' `nextval` until the transaction ends: the raise cannot
+/// race them. Call it last before the commit.
 ///
 /// # Errors
 ///
@@ -240,6 +241,12 @@ pub(crate) async fn raise_sequences(
     tables: &[TenantTable],
     tenant: &str,
 ) -> Result<(), String> {
+    // Waiting on an app transaction that holds a sequence fails the copy
+    // (retried later) rather than stalling every insert behind it.
+    sqlx::query("SET LOCAL lock_timeout = '5s'")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| e.to_string())?;
     for table in tables {
         let sequences: Vec<(String, String)> = sqlx::query_as(
             "SELECT quote_ident(a.attname), s.seq FROM pg_attribute a, \
@@ -265,7 +272,16 @@ pub(crate) async fn raise_sequences(
                 continue;
             };
             // `sequence` comes from pg_get_serial_sequence: already quoted.
-            let lock = format!("ALTER SEQUENCE {sequence} NO CYCLE");
+            // Its own CYCLE option is restated: the ALTER only locks it.
+            let cycles: bool = sqlx::query_scalar(
+                "SELECT seqcycle FROM pg_sequence WHERE seqrelid = $1::regclass",
+            )
+            .bind(&sequence)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| format!("{sequence}: {e}"))?;
+            let option = if cycles { "CYCLE" } else { "NO CYCLE" };
+            let lock = format!("ALTER SEQUENCE {sequence} {option}");
             sqlx::query(AssertSqlSafe(lock))
                 .execute(&mut *conn)
                 .await

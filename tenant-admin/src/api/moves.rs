@@ -84,21 +84,37 @@ async fn move_tenant(
         (_, Some(target)) => target.clone(),
     };
     if let Some(to) = &before.moving_to {
-        if !names(&body.placement, to, &before.slug) {
+        let kind: String = sqlx::query_scalar("SELECT kind::text FROM targets WHERE id = $1")
+            .bind(to)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !names(&body.placement, to, &kind, &before.slug) {
             return Err(ApiError::conflict_on(
                 "placement",
                 format!("the tenant is already being moved to {to:?}; cancel that move first"),
             ));
         }
         // The same move again: run it now if it failed.
-        sqlx::query(
+        let resumed = sqlx::query(
             "UPDATE jobs SET state = 'pending', attempts = 0, updated_at = now() \
-             WHERE kind = $1 AND params->>'tenant' = $2 AND state = 'failed'",
+             WHERE kind = $1 AND params->>'tenant' = $2 AND params->>'to' = $3 AND state = 'failed'",
         )
         .bind(MOVE)
         .bind(&id)
+        .bind(to)
         .execute(&mut *tx)
         .await?;
+        if resumed.rows_affected() > 0 {
+            audit(
+                &mut tx,
+                &caller,
+                "tenant.move.resume",
+                &format!("/v1/tenants/{id}"),
+                Some(&before),
+                Some(&before),
+            )
+            .await?;
+        }
         tx.commit().await?;
         return finish(&st, &id, to).await;
     }
@@ -145,10 +161,12 @@ async fn move_tenant(
     finish(&st, &id, &to).await
 }
 
-/// Whether `placement` names `target` explicitly (a new dedicated
-/// database of tenant `slug` is target `ded-<slug>`).
-fn names(placement: &PlacementInput, target: &str, slug: &str) -> bool {
+/// Whether `placement` asks for the move already under way to `target`
+/// (of `kind`): the same shard, any shard when none is named, the same
+/// cluster, or the new dedicated database of tenant `slug` (`ded-<slug>`).
+fn names(placement: &PlacementInput, target: &str, kind: &str, slug: &str) -> bool {
     match placement {
+        PlacementInput::Shared { shard: None } => kind == "shard",
         PlacementInput::Shared { shard } => shard.as_deref() == Some(target),
         PlacementInput::Dedicated {
             cluster, server, ..
@@ -205,25 +223,30 @@ async fn cancel_move(
     let before = fetch_tenant(&mut *tx, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("tenant {id:?}")))?;
-    if before.moving_to.is_none() {
+    let Some(to) = before.moving_to.clone() else {
         return Err(ApiError::conflict("the tenant is not being moved"));
-    }
-    if before.status == "moving" {
+    };
+    let cancelled = sqlx::query(
+        "UPDATE tenants SET moving_to = NULL, updated_at = now() \
+         WHERE id = $1 AND writes_held_since IS NULL",
+    )
+    .bind(&id)
+    .execute(&mut *tx)
+    .await?;
+    if cancelled.rows_affected() == 0 {
         return Err(ApiError::conflict(
             "the move is copying the tenant's rows; it finishes or gives up within seconds, retry then",
         ));
     }
-    sqlx::query("UPDATE tenants SET moving_to = NULL, updated_at = now() WHERE id = $1")
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
+    // Only this move's job: an earlier move's clean-up still has to run.
     sqlx::query(
         "UPDATE jobs SET state = 'succeeded', result = '{\"superseded\": \"move cancelled\"}', \
             lease_until = NULL, updated_at = now() \
-         WHERE kind = $1 AND params->>'tenant' = $2 AND state <> 'succeeded'",
+         WHERE kind = $1 AND params->>'tenant' = $2 AND params->>'to' = $3 AND state <> 'succeeded'",
     )
     .bind(MOVE)
     .bind(&id)
+    .bind(&to)
     .execute(&mut *tx)
     .await?;
     let after = fetch_tenant(&mut *tx, &id)
