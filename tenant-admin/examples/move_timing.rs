@@ -206,7 +206,11 @@ fn main() {
             moving.bytes as f64 / 1e6,
             held.saturating_sub(grace),
             total.saturating_sub(held),
-            if status == 200 { "200" } else { "polled" },
+            match status {
+                0 => "timeout",
+                200 => "200",
+                _ => "202",
+            },
         );
     }
 }

@@ -50,6 +50,11 @@ const TENANT: &[Embedded] = &[
         "deferrable foreign keys",
         include_str!("../../migrations/tenant/0002_deferrable_foreign_keys.sql"),
     ),
+    (
+        3,
+        "tenant write fence",
+        include_str!("../../migrations/tenant/0003_tenant_write_fence.sql"),
+    ),
 ];
 
 impl Schema {

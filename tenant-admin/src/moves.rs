@@ -44,6 +44,8 @@ pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the gateways hold writes, how long writes they had already sent
 /// on get to reach the old database.
 pub const IN_FLIGHT_GRACE: Duration = Duration::from_millis(1000);
+/// How long the fence waits for transactions that began before it.
+pub const FENCE_WAIT: Duration = Duration::from_secs(10);
 /// Gateways that asked the feed within this many seconds are waited for.
 const LIVE_GATEWAY_SECS: f64 = 30.0;
 
@@ -133,6 +135,11 @@ async fn run_locked(
             .map_err(|e| format!("{to}: {e}"))?,
     );
     may_copy_in(&destination, &to).await?;
+    // A fence left by an earlier run that could not lift it: the tenant
+    // still lives here.
+    let mut tx = source.begin().await.map_err(|e| format!("{from}: {e}"))?;
+    tenant_data::unfence(&mut tx, &tenant).await?;
+    tx.commit().await.map_err(|e| format!("{from}: {e}"))?;
     if versions.0 != versions.1 {
         return Err(format!(
             "{from} has tenant schema versions {:?} and {to} has {:?}: \
@@ -150,6 +157,12 @@ async fn run_locked(
     let outcome = async {
         wait_for_gateways(st, version).await?;
         tokio::time::sleep(IN_FLIGHT_GRACE).await;
+        // Whatever still writes to the source from here on (a request
+        // slower than the grace, a background worker) fails there
+        // rather than being lost.
+        tenant_data::fence(&source, &tenant, &format!("moving to {to}"), FENCE_WAIT)
+            .await
+            .map_err(|e| format!("{from}: {e}"))?;
         // 3. Copy.
         let copied = copy(&source, &destination, &tenant).await?;
         // 4. Switch.
@@ -160,6 +173,10 @@ async fn run_locked(
     let copied = match outcome {
         Ok(copied) => copied,
         Err(error) => {
+            if let Err(e) = unfence_source(&source, &tenant).await {
+                tracing::error!(tenant = %tenant, source = %from, error = %e,
+                    "cannot lift a failed move's fence; the next run lifts it");
+            }
             if let Err(e) = release(st, job, &tenant, &to, &error).await {
                 tracing::error!(tenant = %tenant, error = %e, "cannot release a move's write hold");
             }
@@ -236,6 +253,13 @@ async fn hold_writes(
     .await?;
     tx.commit().await.map_err(|e| format!("catalog: {e}"))?;
     Ok(Some(version))
+}
+
+/// Lifts the tenant's fence in the source (the move failed this time).
+async fn unfence_source(source: &PgPool, tenant: &str) -> Result<(), String> {
+    let mut tx = source.begin().await.map_err(|e| e.to_string())?;
+    tenant_data::unfence(&mut tx, tenant).await?;
+    tx.commit().await.map_err(|e| e.to_string())
 }
 
 /// Ends the hold without switching (the move failed this time).
@@ -327,6 +351,8 @@ async fn copy(
         .map_err(|e| format!("destination: {e}"))?;
     let tables = tenant_data::tables(&mut from).await?;
     same_tables(&tables, &tenant_data::tables(&mut to).await?)?;
+    // Moving back in: the fence it left here is lifted with the copy.
+    tenant_data::unfence(&mut to, tenant).await?;
     tenant_data::delete(&mut to, &tables, tenant).await?;
     let copied = tenant_data::copy(&mut from, &mut to, &tables).await?;
     let there = tenant_data::count(&mut to, &tables, tenant).await?;
@@ -442,6 +468,8 @@ async fn clean_up(
     }
     let source = target_db(st, from).await?;
     let mut tx = source.begin().await.map_err(|e| format!("{from}: {e}"))?;
+    // The tenant stays fenced here; only this transaction passes.
+    tenant_data::pass_fence(&mut tx).await?;
     let tables = tenant_data::tables(&mut tx).await?;
     let removed = tenant_data::delete(&mut tx, &tables, tenant).await?;
     tx.commit().await.map_err(|e| format!("{from}: {e}"))?;

@@ -46,6 +46,7 @@ pub(crate) async fn tables(conn: &mut PgConnection) -> Result<Vec<TenantTable>, 
              WHERE k.conrelid = c.oid AND k.contype = 'f' AND k.confrelid <> c.oid), '{}') \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+            AND c.relname <> 'tenant_fences' \
             AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid \
                 AND a.attname = 'tenant_id' AND NOT a.attisdropped) \
          ORDER BY c.relname",
@@ -134,6 +135,86 @@ pub(crate) async fn delete(
         removed.insert(table.name.clone(), done.rows_affected());
     }
     Ok(removed)
+}
+
+/// Fences `tenant` in the database behind `db` (its writes there fail with
+/// SQLSTATE `SY503`, see `migrations/tenant/0003_tenant_write_fence.sql`),
+/// then waits up to `wait` for every transaction that began before the
+/// fence to end: from then on a snapshot holds every write of the tenant
+/// that will ever succeed there.
+///
+/// # Errors
+///
+/// When the database fails, or a transaction older than the fence is
+/// still running after `wait` (the fence stays; lift it with [`unfence`]).
+pub(crate) async fn fence(
+    db: &sqlx::PgPool,
+    tenant: &str,
+    reason: &str,
+    wait: std::time::Duration,
+) -> Result<(), String> {
+    let mut tx = db.begin().await.map_err(|e| e.to_string())?;
+    sqlx::query(
+        "INSERT INTO tenant_fences (tenant_id, reason) VALUES ($1, $2) \
+         ON CONFLICT (tenant_id) DO UPDATE SET reason = EXCLUDED.reason, since = now()",
+    )
+    .bind(tenant)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| format!("cannot fence the tenant: {e}"))?;
+    let fenced_by: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let clear: bool =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot()) > $1::xid8")
+                .bind(&fenced_by)
+                .fetch_one(db)
+                .await
+                .map_err(|e| e.to_string())?;
+        if clear {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "transactions that began before the tenant was fenced were still running after {} s",
+                wait.as_secs()
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Lifts `tenant`'s fence, if any, in the transaction open on `conn`.
+///
+/// # Errors
+///
+/// When the database fails.
+pub(crate) async fn unfence(conn: &mut PgConnection, tenant: &str) -> Result<(), String> {
+    sqlx::query("DELETE FROM tenant_fences WHERE tenant_id = $1")
+        .bind(tenant)
+        .execute(conn)
+        .await
+        .map(drop)
+        .map_err(|e| format!("cannot lift the tenant's fence: {e}"))
+}
+
+/// Lets the rest of the transaction on `conn` write a fenced tenant's
+/// rows (tenant-admin's clean-up after a move).
+///
+/// # Errors
+///
+/// When the database fails.
+pub(crate) async fn pass_fence(conn: &mut PgConnection) -> Result<(), String> {
+    sqlx::query("SELECT set_config('switchyard.fence_bypass', 'on', true)")
+        .execute(conn)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Counts `tenant`'s rows in each of `tables`.

@@ -79,6 +79,14 @@ async fn rows_of(db: &PgPool, t: &str) -> BTreeMap<&'static str, Value> {
     rows
 }
 
+/// The SQLSTATE of a database error.
+fn sql_state(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
 fn row_count(rows: &BTreeMap<&'static str, Value>) -> usize {
     rows.values()
         .map(|v| v.as_array().map_or(0, Vec::len))
@@ -152,6 +160,19 @@ async fn a_tenant_moves_to_another_shard_then_to_a_database_of_its_own_with_ever
         .max()
         .unwrap();
     assert!(id > max_copied, "new id {id}, copied up to {max_copied}");
+
+    // Fenced in shard-1 for good: a late write there fails rather than
+    // being lost; the tenant left behind writes as before.
+    let late =
+        sqlx::query("INSERT INTO customers (tenant_id, name) VALUES ('t-move', 'late writer')")
+            .execute(&one)
+            .await
+            .expect_err("a write of the moved tenant in its old shard");
+    assert_eq!(sql_state(&late).as_deref(), Some("SY503"), "{late}");
+    sqlx::query("INSERT INTO customers (tenant_id, name) VALUES ('t-stay', 'still here')")
+        .execute(&one)
+        .await
+        .expect("the other tenant writes on");
 
     // Routed to shard-2; its writes were held while the rows were copied.
     let snapshot = admin.snapshot().await;
@@ -396,4 +417,108 @@ async fn a_move_to_an_unreachable_shard_holds_nothing_can_be_cancelled_and_resum
     let two_db = connect(&two.database_url("shard_2")).await;
     assert_eq!(rows_of(&two_db, "t-move").await, rows);
     assert_eq!(row_count(&rows_of(&one_db, "t-move").await), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_begun_before_the_fence_is_waited_for_and_copied_and_later_ones_fail() {
+    let cluster = PgCluster::start().unwrap();
+    let admin = Admin::start();
+    let op = admin.token();
+    let host = admin.catalog_cluster().expect("the catalog's cluster");
+    admin.add_region("eu-west").await;
+    admin.add_plan("starter").await;
+    let one = admin
+        .add_shard(&ShardSpec::new("shard-1", "eu-west", host))
+        .await;
+    let two = admin
+        .add_shard(&ShardSpec::new("shard-2", "eu-west", &cluster))
+        .await;
+    let mut body = tenant_with_id("t-move", "mover", "starter", "eu-west");
+    body["placement"] = json!({"kind": "shared", "shard": "shard-1"});
+    admin.create_tenant(&body).await;
+    let one_db = one.pool().await;
+    fill(&one_db, "t-move", "a", 3).await;
+
+    // A background worker's transaction, begun before the move, commits
+    // only while the move waits at its fence.
+    let mut straggler = one_db.begin().await.unwrap();
+    sqlx::query("INSERT INTO customers (tenant_id, name) VALUES ('t-move', 'slow worker')")
+        .execute(&mut *straggler)
+        .await
+        .unwrap();
+    let mover = {
+        let client = admin.client();
+        let op = op.to_owned();
+        tokio::spawn(async move {
+            client
+                .request(http::Method::POST, "/v1/tenants/t-move/move")
+                .bearer(&op)
+                .json(&json!({"placement": {"kind": "shared", "shard": "shard-2"}}))
+                .timeout(std::time::Duration::from_secs(60))
+                .send()
+                .await
+        })
+    };
+    // Past the gateways' acknowledgement and the grace: fenced, waiting.
+    crate::support::eventually(
+        "the tenant is fenced in shard-1",
+        std::time::Duration::from_secs(15),
+        || async {
+            let fenced: Option<String> =
+                sqlx::query_scalar("SELECT reason FROM tenant_fences WHERE tenant_id = 't-move'")
+                    .fetch_optional(&one_db)
+                    .await
+                    .unwrap();
+            fenced
+        },
+    )
+    .await;
+    let refused = sqlx::query("UPDATE products SET price_cents = 1 WHERE tenant_id = 't-move'")
+        .execute(&one_db)
+        .await
+        .expect_err("a write after the fence");
+    assert_eq!(sql_state(&refused).as_deref(), Some("SY503"), "{refused}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !mover.is_finished(),
+        "the move did not wait for the straggler"
+    );
+    straggler.commit().await.unwrap();
+
+    let moved = mover.await.unwrap().expect_status(200);
+    assert_eq!(moved.json["target"], "shard-2");
+    let two_db = two.pool().await;
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM customers WHERE tenant_id = 't-move' AND name = 'slow worker'",
+    )
+    .fetch_all(&two_db)
+    .await
+    .unwrap();
+    assert_eq!(names, ["slow worker"], "the straggler's write was lost");
+    let prices: Vec<i64> =
+        sqlx::query_scalar("SELECT price_cents FROM products WHERE tenant_id = 't-move'")
+            .fetch_all(&two_db)
+            .await
+            .unwrap();
+    assert!(prices.iter().all(|p| *p != 1), "{prices:?}");
+
+    // Moved back: the fence in shard-1 is lifted with the copy.
+    admin
+        .post(
+            "/v1/tenants/t-move/move",
+            op,
+            &json!({"placement": {"kind": "shared", "shard": "shard-1"}}),
+        )
+        .await
+        .expect_status(200);
+    sqlx::query("INSERT INTO customers (tenant_id, name) VALUES ('t-move', 'home again')")
+        .execute(&one_db)
+        .await
+        .expect("writes in shard-1 again");
+    let fenced: Option<String> =
+        sqlx::query_scalar("SELECT reason FROM tenant_fences WHERE tenant_id = 't-move'")
+            .fetch_optional(&two_db)
+            .await
+            .unwrap();
+    assert_eq!(fenced.as_deref(), Some("moving to shard-1"));
 }
