@@ -13,11 +13,13 @@
 //!
 //! Prints per size: the rows copied, the size of those rows (the sum of
 //! `pg_column_size`, without indexes), `writes_held_ms` from the move job's
-//! result, the copy time (that minus the fixed in-flight grace; it also
-//! includes waiting for gateways, of which there are none here, and the
-//! catalog switch), the request's wall time, and the rest of it (preparing
-//! the destination before the hold, deleting the rows from the source
-//! after the switch).
+//! result, the copy time (that minus the fixed in-flight grace: fencing
+//! the source, the copy, the catalog switch, and waiting for gateways, of
+//! which none run here), the request's wall time, and the rest of it
+//! (preparing the destination before the hold, deleting the rows from the
+//! source after the switch). A request that outlasts the HTTP client's
+//! 10 s timeout (or answers 202) is followed by polling the move job in
+//! the catalog; its total then ends when the job is seen done.
 //!
 //!     cargo build -p tenant-admin
 //!     cargo run -p tenant-admin --example move_timing

@@ -47,8 +47,8 @@ const TENANT: &[Embedded] = &[
     ),
     (
         2,
-        "deferrable foreign keys",
-        include_str!("../../migrations/tenant/0002_deferrable_foreign_keys.sql"),
+        "foreign keys deferrable and indexed",
+        include_str!("../../migrations/tenant/0002_foreign_keys.sql"),
     ),
     (
         3,

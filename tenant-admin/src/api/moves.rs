@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use super::catalog::location;
 use super::problem::{ApiError, ApiResult, Problem};
 use super::request::{Caller, JsonBody, Path, audit};
-use super::tenants::{PlacementInput, Tenant, fetch_tenant, place};
+use super::tenants::{PlacementInput, Tenant, audited, fetch_tenant, lock_tenant, place};
 use crate::app::AppState;
 use crate::jobs;
 use crate::moves::MOVE;
@@ -67,13 +67,7 @@ async fn move_tenant(
     sqlx::query("SELECT pg_advisory_xact_lock(5378)")
         .execute(&mut *tx)
         .await?;
-    sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-    let before = fetch_tenant(&mut *tx, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("tenant {id:?}")))?;
+    let before = lock_tenant(&mut tx, &id).await?;
     let from = match (before.status.as_str(), &before.target) {
         ("provisioning", _) | (_, None) => {
             return Err(ApiError::conflict(
@@ -144,18 +138,7 @@ async fn move_tenant(
         &json!({ "tenant": id, "from": from, "to": to, "create_database": create_database }),
     )
     .await?;
-    let after = fetch_tenant(&mut *tx, &id)
-        .await?
-        .ok_or_else(ApiError::internal)?;
-    audit(
-        &mut tx,
-        &caller,
-        "tenant.move",
-        &format!("/v1/tenants/{id}"),
-        Some(&before),
-        Some(&after),
-    )
-    .await?;
+    audited(&mut tx, &caller, "tenant.move", &id, &before).await?;
     tx.commit().await?;
     tracing::info!(tenant = %id, from = %from, to = %to, job, "tenant move started");
     finish(&st, &id, &to).await
@@ -216,13 +199,7 @@ async fn cancel_move(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Tenant>> {
     let mut tx = st.db.begin().await?;
-    sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-    let before = fetch_tenant(&mut *tx, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("tenant {id:?}")))?;
+    let before = lock_tenant(&mut tx, &id).await?;
     let Some(to) = before.moving_to.clone() else {
         return Err(ApiError::conflict("the tenant is not being moved"));
     };
@@ -249,18 +226,7 @@ async fn cancel_move(
     .bind(&to)
     .execute(&mut *tx)
     .await?;
-    let after = fetch_tenant(&mut *tx, &id)
-        .await?
-        .ok_or_else(ApiError::internal)?;
-    audit(
-        &mut tx,
-        &caller,
-        "tenant.move.cancel",
-        &format!("/v1/tenants/{id}"),
-        Some(&before),
-        Some(&after),
-    )
-    .await?;
+    let after = audited(&mut tx, &caller, "tenant.move.cancel", &id, &before).await?;
     tx.commit().await?;
     Ok(Json(after))
 }

@@ -109,6 +109,42 @@ pub(crate) async fn fetch_tenant<'e>(
         .await
 }
 
+/// Locks tenant `id`'s row for the rest of `tx` and reads it; 404 when
+/// there is none.
+pub(super) async fn lock_tenant(tx: &mut sqlx::PgConnection, id: &str) -> ApiResult<Tenant> {
+    sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    fetch_tenant(&mut *tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant {id:?}")))
+}
+
+/// Reads tenant `id` after a change in `tx` and writes the change's audit
+/// row (`action`, from `before` to now); the tenant as it is now.
+pub(super) async fn audited(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    caller: &Caller,
+    action: &str,
+    id: &str,
+    before: &Tenant,
+) -> ApiResult<Tenant> {
+    let after = fetch_tenant(&mut **tx, id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    audit(
+        tx,
+        caller,
+        action,
+        &format!("/v1/tenants/{id}"),
+        Some(before),
+        Some(&after),
+    )
+    .await?;
+    Ok(after)
+}
+
 /// A tenant still provisioning under `slug`, if any.
 async fn fetch_provisioning_by_slug<'e>(
     db: impl sqlx::PgExecutor<'e>,
@@ -623,13 +659,7 @@ async fn transition(
     change: impl FnOnce(&Tenant) -> ApiResult<(String, String)>,
 ) -> ApiResult<Tenant> {
     let mut tx = st.db.begin().await?;
-    sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    let before = fetch_tenant(&mut *tx, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("tenant {id:?}")))?;
+    let before = lock_tenant(&mut tx, id).await?;
     if before.status == "moving" {
         return Err(ApiError::conflict(
             "the tenant is being moved and its writes are held; retry in a few seconds",
@@ -653,18 +683,7 @@ async fn transition(
         }
         e => e,
     })?;
-    let after = fetch_tenant(&mut *tx, id)
-        .await?
-        .ok_or_else(ApiError::internal)?;
-    audit(
-        &mut tx,
-        caller,
-        action,
-        &format!("/v1/tenants/{id}"),
-        Some(&before),
-        Some(&after),
-    )
-    .await?;
+    let after = audited(&mut tx, caller, action, id, &before).await?;
     if before.status != "provisioning" {
         publish(&mut tx, &format!("{action} {id}")).await?;
     }
@@ -683,13 +702,7 @@ async fn delete_tenant(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Tenant>> {
     let mut tx = st.db.begin().await?;
-    sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-    let before = fetch_tenant(&mut *tx, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("tenant {id:?}")))?;
+    let before = lock_tenant(&mut tx, &id).await?;
     if before.status == "deleted" {
         return Ok(Json(before));
     }
@@ -724,18 +737,7 @@ async fn delete_tenant(
     .execute(&mut *tx)
     .await?;
     let job = jobs::create(&mut tx, jobs::PURGE, &serde_json::json!({ "tenant": id })).await?;
-    let after = fetch_tenant(&mut *tx, &id)
-        .await?
-        .ok_or_else(ApiError::internal)?;
-    audit(
-        &mut tx,
-        &caller,
-        "tenant.delete",
-        &format!("/v1/tenants/{id}"),
-        Some(&before),
-        Some(&after),
-    )
-    .await?;
+    let after = audited(&mut tx, &caller, "tenant.delete", &id, &before).await?;
     publish(&mut tx, &format!("tenant.delete {id}")).await?;
     tx.commit().await?;
     tokio::spawn(jobs::run_or_wait(st.clone(), job, Duration::from_secs(60)));
