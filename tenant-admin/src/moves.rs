@@ -10,19 +10,24 @@
 //!    its reads from the old target and hold its writes. Wait until every
 //!    gateway following the feed reports that version ([`ACK_TIMEOUT`]),
 //!    then a moment more for writes already on their way ([`IN_FLIGHT_GRACE`]).
+//!    Then **fence** the tenant in the source database: its writes there
+//!    fail (SQLSTATE `SY503`) whoever sends them, and the move waits for
+//!    the transactions that began before the fence ([`FENCE_WAIT`]).
 //! 3. **Copy** in one destination transaction: the tenant's earlier rows
 //!    there (from an attempt cut short) deleted, every row copied from a
-//!    consistent snapshot of the source, the counts compared, sequences
-//!    raised past the copied ids, foreign keys checked at commit.
+//!    consistent snapshot of the source, the counts compared, foreign keys
+//!    checked, sequences raised past the copied ids.
 //! 4. **Switch**, in one catalog transaction: the tenant's target becomes
 //!    the destination, the hold ends, and the snapshot is published; the
 //!    held writes go to the new target.
-//! 5. **Clean up**: the tenant's rows are deleted from the source.
+//! 5. **Clean up**: the tenant's rows are deleted from the source, where
+//!    its fence stays (until it moves back in).
 //!
-//! A failure before the switch releases the hold at once (the tenant goes
-//! on being served where it was) and fails the job, which the worker
-//! retries with backoff; a crash is taken over when the job's lease ends.
-//! After the switch, a retry only repeats the clean-up.
+//! A failure before the switch lifts the fence and releases the hold at
+//! once (the tenant goes on being served where it was) and fails the job,
+//! which the worker retries with backoff; a crash is taken over when the
+//! job's lease ends. One run per tenant at a time. After the switch, a
+//! retry only repeats the clean-up.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
