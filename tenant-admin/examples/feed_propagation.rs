@@ -15,10 +15,13 @@
 //!
 //! Binaries are taken from the same target directory as this example.
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Admin, Killed, binary, free_addr, wait_for};
 use testkit::PgCluster;
 
 const TOKEN: &str = "feed-propagation-operator-token";
@@ -26,19 +29,7 @@ const TOKEN: &str = "feed-propagation-operator-token";
 fn main() {
     let gateways: usize = env_or("GATEWAYS", 4);
     let tenants: usize = env_or("TENANTS", 100);
-    let bin = std::env::current_exe()
-        .expect("own path")
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target/<profile>/examples")
-        .to_path_buf();
-    for name in ["tenant-admin", "gateway"] {
-        assert!(
-            bin.join(name).exists(),
-            "{} is missing: run `cargo build -p gateway -p tenant-admin` first",
-            bin.join(name).display()
-        );
-    }
+    let gateway = binary("gateway");
     let dir = tempfile::tempdir().expect("temp dir");
 
     let catalog = PgCluster::start().expect("catalog cluster");
@@ -46,31 +37,9 @@ fn main() {
     let shard = PgCluster::start().expect("shard cluster");
     let shard_url = shard.create_database("shard").expect("shard db");
 
-    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin_log = std::fs::File::create(dir.path().join("tenant-admin.log")).unwrap();
-    let _admin = Guard(
-        Command::new(bin.join("tenant-admin"))
-            .args(["serve", "--migrate", "--listen", &api.to_string()])
-            .env("DATABASE_URL", &catalog_url)
-            .env("ADMIN_BOOTSTRAP_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
-            .stderr(admin_log)
-            .spawn()
-            .expect("tenant-admin starts"),
-    );
-    wait_for(
-        || http(api, "GET", "/readyz", None, None).0 == 200,
-        "tenant-admin ready",
-    );
-
-    let call = |method: &str, path: &str, body: &str| {
-        let (status, text) = http(api, method, path, Some(TOKEN), Some(body));
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path}: {status} {text}"
-        );
-        text
-    };
+    let api = Admin::start(&catalog_url, TOKEN, admin_log);
+    let call = |method: &str, path: &str, body: &str| api.call(method, path, body);
     call("POST", "/v1/regions", r#"{"name":"eu-west"}"#);
     call(
         "POST",
@@ -99,23 +68,24 @@ fn main() {
     let mut admins = Vec::new();
     let mut children = Vec::new();
     for i in 0..gateways {
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin = free_addr();
         let config = dir.path().join(format!("gateway-{i}.toml"));
         std::fs::write(
             &config,
             format!(
                 "[gateway]\nregion = \"eu-west\"\nhttp_listen = \"127.0.0.1:{}\"\nadmin_listen = \"{admin}\"\n\
                  base_domains = [\"app.example.test\"]\naccess_log = false\n\n\
-                 [source]\nkind = \"admin\"\nurl = \"http://{api}\"\ntoken_file = \"gateway.token\"\n\
+                 [source]\nkind = \"admin\"\nurl = \"http://{}\"\ntoken_file = \"gateway.token\"\n\
                  cache_path = \"gateway-{i}.snapshot.json\"\n\n\
                  [shutdown]\ngrace_period_secs = 0\ngraceful_shutdown_timeout_secs = 1\n\
                  upgrade_sock = \"gw-{i}.sock\"\npid_file = \"gw-{i}.pid\"\n",
-                free_port()
+                free_addr().port(),
+                api.addr,
             ),
         )
         .unwrap();
-        children.push(Guard(
-            Command::new(bin.join("gateway"))
+        children.push(Killed(
+            Command::new(&gateway)
                 .arg("--config")
                 .arg(&config)
                 .stdout(Stdio::null())
@@ -126,10 +96,7 @@ fn main() {
         admins.push(admin);
     }
     for admin in &admins {
-        wait_for(
-            || http(*admin, "GET", "/readyz", None, None).0 == 200,
-            "gateway ready",
-        );
+        wait_for(|| get(*admin, "/readyz").0 == 200, "gateway ready");
     }
 
     eprintln!("{gateways} gateways following the feed; creating {tenants} tenants");
@@ -154,7 +121,7 @@ fn main() {
                 "tenant {slug} not routed within 10 s"
             );
             pending.retain(|admin| {
-                let (status, body) = http(*admin, "GET", &path, None, None);
+                let (status, body) = get(*admin, &path);
                 if status == 200 && body.contains(&id) {
                     let now = Instant::now();
                     from_201.push(now - answered);
@@ -201,39 +168,7 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn wait_for(mut ready: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// One request; the status (0 when the connection failed) and the body.
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> (u16, String) {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
-    testkit::plain_http::request(addr, method, path, &headers, body)
-}
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A GET without a token; the status (0 when the connection failed) and the body.
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    testkit::plain_http::request(addr, "GET", path, &[], None)
 }

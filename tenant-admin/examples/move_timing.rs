@@ -31,10 +31,12 @@
 //! `tenant-admin` binary is taken from the same target directory as this
 //! example.
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command};
+mod common;
+
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::Admin;
 use serde_json::Value;
 use tenant_admin::moves::IN_FLIGHT_GRACE;
 use testkit::PgCluster;
@@ -61,18 +63,6 @@ fn main() {
         .split(',')
         .map(|s| s.trim().parse().expect("SIZES/ROWS: numbers"))
         .collect();
-    let bin = std::env::current_exe()
-        .expect("own path")
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target/<profile>/examples")
-        .join("tenant-admin");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p tenant-admin` first",
-        bin.display()
-    );
-
     let mut clusters = PgCluster::start_many(3)
         .expect("PostgreSQL clusters")
         .into_iter();
@@ -87,31 +77,9 @@ fn main() {
         two.create_database("shard_2").expect("shard_2 db"),
     ];
 
-    let api: SocketAddr = {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("a free port");
-        probe.local_addr().expect("its address")
-    };
-    let _admin = Killed(
-        Command::new(&bin)
-            .args(["serve", "--migrate", "--listen", &api.to_string()])
-            .env("DATABASE_URL", &catalog_url)
-            .env("ADMIN_BOOTSTRAP_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .expect("tenant-admin starts"),
-    );
-    let ready_by = Instant::now() + Duration::from_secs(30);
-    while request(api, "GET", "/readyz", None).0 != 200 {
-        assert!(Instant::now() < ready_by, "tenant-admin not ready in 30 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
+    let api = Admin::start(&catalog_url, TOKEN, Stdio::inherit());
     let call = |method: &str, path: &str, body: &str| {
-        let (status, text) = request(api, method, path, Some(body));
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path}: {status} {text}"
-        );
+        api.call(method, path, body);
     };
     call("POST", "/v1/regions", r#"{"name":"eu-west"}"#);
     call(
@@ -162,8 +130,7 @@ fn main() {
         let staying = census(&one, "shard_1", &stayer);
 
         let sent = Instant::now();
-        let (status, text) = request(
-            api,
+        let (status, text) = api.request(
             "POST",
             &format!("/v1/tenants/{mover}/move"),
             Some(r#"{"placement":{"kind":"shared","shard":"shard-2"}}"#),
@@ -334,22 +301,4 @@ fn last_move(catalog: &PgCluster, tenant: &str) -> Value {
         )
         .expect("the move job");
     serde_json::from_str(out.trim()).unwrap_or(Value::Null)
-}
-
-/// One API request as the operator: the status (0 when the connection
-/// failed or timed out) and the body.
-fn request(api: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let auth = format!("Bearer {TOKEN}");
-    testkit::plain_http::request(api, method, path, &[("authorization", &auth)], body)
-}
-
-/// A child process killed when this is dropped, also while panicking.
-#[derive(Debug)]
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

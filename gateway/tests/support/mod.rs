@@ -140,6 +140,28 @@ pid_file = "gateway.pid"
 }
 
 impl Gateway {
+    /// The access log line naming `request_id`, waiting up to 5 s for it.
+    pub fn access_log_line(&self, request_id: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found = self
+                .stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(request_id))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no access log line for {request_id}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stderr lines so far that contain `needle`.
     pub fn log_lines(&self, needle: &str) -> Vec<String> {
         self.stderr
