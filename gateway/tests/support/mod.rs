@@ -125,11 +125,15 @@ pid_file = "gateway.pid"
             }
         });
         let addr: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
+        // Both listeners: the admin one (metrics, /readyz) may come up a
+        // moment after the proxy's.
         wait_listening(addr);
+        wait_listening(admin);
         Gateway {
             child,
             addr,
-            admin: format!("127.0.0.1:{admin}").parse().unwrap(),
+            admin,
             stdout,
             stderr,
             snapshot: snapshot_path,
