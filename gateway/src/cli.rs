@@ -104,7 +104,7 @@ fn serve(config: &Config, upgrade: bool) -> ExitCode {
                 certs.len(),
                 dir.display()
             );
-            metrics.certificates(certs.len());
+            metrics.dir_certificates(certs.len());
         }
     }
     let state = Arc::new(RoutingState::default());
@@ -125,7 +125,7 @@ fn serve(config: &Config, upgrade: bool) -> ExitCode {
         // Serve the last-known-good copy, if any; the feed follower
         // started by `server::build` takes it from there.
         Source::Admin { .. } => {
-            snapshot_feed::start_from_cache(config, &state, &metrics, &upstreams);
+            snapshot_feed::start_from_cache(config, &state, &metrics, &upstreams, &certs);
         }
     }
     let mut server = server::new_server(config, upgrade);

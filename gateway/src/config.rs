@@ -27,7 +27,8 @@ pub struct Config {
     pub region: RegionName,
     /// Plain-HTTP listener (also answers ACME HTTP-01 challenges).
     pub http_listen: Option<SocketAddr>,
-    /// TLS listener; requires `[tls]`.
+    /// TLS listener; requires `[tls]` unless certificates come from
+    /// tenant-admin's feed.
     pub https_listen: Option<SocketAddr>,
     /// Metrics, health, readiness and `/debug/route`.
     pub admin_listen: SocketAddr,
@@ -82,6 +83,9 @@ pub enum Source {
         token_file: PathBuf,
         /// Where the last-known-good snapshot is kept across restarts.
         cache_path: PathBuf,
+        /// Where the certificates its snapshots refer to are kept across
+        /// restarts (default: `<cache_path>.certs`).
+        cert_cache_dir: PathBuf,
     },
 }
 
@@ -260,6 +264,7 @@ enum RawSource {
         url: String,
         token_file: PathBuf,
         cache_path: PathBuf,
+        cert_cache_dir: Option<PathBuf>,
     },
 }
 
@@ -484,6 +489,9 @@ impl RawConfig {
             })
             .collect();
 
+        // The feed brings the custom domains' certificates: HTTPS needs no
+        // certificate of its own then.
+        let feed_certs = matches!(self.source, RawSource::Admin { .. });
         let tls = self.tls.map(|t| {
             let default_cert = match (t.default_cert, t.default_key) {
                 (Some(c), Some(k)) => Some((resolve(c), resolve(k))),
@@ -518,13 +526,13 @@ impl RawConfig {
                     format!("{} is not a directory", dir.display()),
                 );
             }
-            if t.default_cert.is_none() && t.cert_dir.is_none() {
+            if t.default_cert.is_none() && t.cert_dir.is_none() && !feed_certs {
                 p.push("tls", "set default_cert + default_key, cert_dir, or both");
             }
-        } else if g.https_listen.is_some() {
+        } else if g.https_listen.is_some() && !feed_certs {
             p.push(
                 "gateway.https_listen",
-                "needs a [tls] section with certificates",
+                "needs a [tls] section with certificates (or [source] kind = \"admin\", whose snapshots bring the custom domains' certificates)",
             );
         }
 
@@ -536,13 +544,36 @@ impl RawConfig {
                 url,
                 token_file,
                 cache_path,
-            } => p
-                .check("source.url", FeedUrl::parse(&url))
-                .map(|url| Source::Admin {
-                    url,
-                    token_file: resolve(token_file),
-                    cache_path: resolve(cache_path),
-                }),
+                cert_cache_dir,
+            } => {
+                let cache_path = resolve(cache_path);
+                let cert_cache_dir = match cert_cache_dir {
+                    Some(dir) => resolve(dir),
+                    None => {
+                        let mut dir = cache_path.clone().into_os_string();
+                        dir.push(".certs");
+                        PathBuf::from(dir)
+                    }
+                };
+                if cert_cache_dir == cache_path {
+                    p.push(
+                        "source.cert_cache_dir",
+                        "must differ from source.cache_path",
+                    );
+                } else if cert_cache_dir.exists() && !cert_cache_dir.is_dir() {
+                    p.push(
+                        "source.cert_cache_dir",
+                        format!("{} is not a directory", cert_cache_dir.display()),
+                    );
+                }
+                p.check("source.url", FeedUrl::parse(&url))
+                    .map(|url| Source::Admin {
+                        url,
+                        token_file: resolve(token_file),
+                        cache_path,
+                        cert_cache_dir,
+                    })
+            }
         };
 
         let redis = self.redis.map(|r| {
@@ -680,6 +711,67 @@ mod tests {
         assert_eq!(
             problems("[routing]\nmove_write_hold_ms = 60001"),
             ["routing.move_write_hold_ms: must be from 0 to 60000"]
+        );
+    }
+
+    /// A config with an HTTPS listener, `source` and `sections`.
+    fn https(source: &str, sections: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "[gateway]\nregion = \"eu-west\"\nhttps_listen = \"127.0.0.1:8443\"\n\
+             admin_listen = \"127.0.0.1:9090\"\n\n[source]\n{source}\n\n{sections}"
+        );
+        Config::from_toml(&text, Path::new("/etc/switchyard/gateway.toml"))
+    }
+
+    const FEED: &str = "kind = \"admin\"\nurl = \"http://127.0.0.1:1\"\n\
+                        token_file = \"token\"\ncache_path = \"/var/lib/sy/snapshot.json\"";
+
+    #[test]
+    fn https_needs_certificates_of_its_own_unless_the_feed_brings_them() {
+        let file = "kind = \"file\"\npath = \"routing.toml\"";
+        let Err(ConfigError::Invalid { problems, .. }) = https(file, "") else {
+            panic!("a file source with HTTPS and no [tls] was accepted");
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("gateway.https_listen: needs a [tls] section"),
+            "{problems:?}"
+        );
+        let Err(ConfigError::Invalid { problems, .. }) = https(file, "[tls]\n") else {
+            panic!("an empty [tls] was accepted with a file source");
+        };
+        assert_eq!(
+            problems,
+            ["tls: set default_cert + default_key, cert_dir, or both"]
+        );
+
+        for sections in ["", "[tls]\n"] {
+            let config = https(FEED, sections).unwrap();
+            assert_eq!(config.https_listen.map(|a| a.port()), Some(8443));
+        }
+    }
+
+    #[test]
+    fn the_certificate_cache_sits_next_to_the_snapshot_cache_unless_set() {
+        let config = https(FEED, "").unwrap();
+        let Source::Admin { cert_cache_dir, .. } = &config.source else {
+            panic!("not the feed");
+        };
+        assert_eq!(cert_cache_dir, Path::new("/var/lib/sy/snapshot.json.certs"));
+
+        let config = https(&format!("{FEED}\ncert_cache_dir = \"certs\""), "").unwrap();
+        let Source::Admin { cert_cache_dir, .. } = &config.source else {
+            panic!("not the feed");
+        };
+        assert_eq!(cert_cache_dir, Path::new("/etc/switchyard/certs"));
+
+        let same = format!("{FEED}\ncert_cache_dir = \"/var/lib/sy/snapshot.json\"");
+        let Err(ConfigError::Invalid { problems, .. }) = https(&same, "") else {
+            panic!("the same path twice was accepted");
+        };
+        assert_eq!(
+            problems,
+            ["source.cert_cache_dir: must differ from source.cache_path"]
         );
     }
 

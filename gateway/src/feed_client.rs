@@ -7,6 +7,9 @@
 //! pooling, a half-closed idle connection can never eat a change, and the
 //! bearer token is re-read for every request (a rotated token applies at
 //! once). The token is sent marked sensitive and never logged.
+//!
+//! The same transport fetches the certificates snapshots refer to
+//! ([`crate::cert_fetch`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONNECTION, HOST, USER_AGENT};
 use http::{HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use pingora::tls::{ClientConfig, RootCertStore, ServerName, TlsConnector};
@@ -103,6 +107,11 @@ impl FeedUrl {
         self.https
     }
 
+    /// The path tenant-admin is mounted under, without a trailing `/`.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The path and query of one poll: this gateway's `region` and id,
     /// and, once a snapshot is applied, its version as `since` with the
     /// long poll's `wait` (whole seconds).
@@ -167,8 +176,8 @@ pub enum FeedError {
     /// The HTTP exchange failed (connection reset, malformed response).
     #[error("HTTP error: {0}")]
     Http(#[from] hyper::Error),
-    /// The snapshot body could not be read whole.
-    #[error("cannot read the snapshot body: {0}")]
+    /// The body could not be read whole (cut off, or over the limit).
+    #[error("cannot read the body: {0}")]
     Body(String),
     /// The request could not be built (a target that is not a URI path).
     #[error("cannot build the request: {0}")]
@@ -239,6 +248,44 @@ impl FeedClient {
         token: &str,
         wait: Duration,
     ) -> Result<Answer, FeedError> {
+        let exchange = self.exchange(target, token, wait + RESPONSE_MARGIN).await?;
+        let status = exchange.status();
+        match status {
+            StatusCode::OK => {
+                let version = exchange
+                    .response
+                    .headers()
+                    .get("x-snapshot-version")
+                    .and_then(|v| v.to_str().ok()?.parse().ok());
+                let body = exchange
+                    .body(
+                        MAX_SNAPSHOT_BYTES,
+                        BODY_TIMEOUT,
+                        "reading the snapshot body",
+                    )
+                    .await?;
+                Ok(Answer::Snapshot { version, body })
+            }
+            StatusCode::NOT_MODIFIED => Ok(Answer::NotModified),
+            _ => {
+                let detail = exchange.problem_detail().await;
+                Ok(Answer::Refused { status, detail })
+            }
+        }
+    }
+
+    /// Sends one `GET target` with `token` (marked sensitive) on a fresh
+    /// connection and waits up to `patience` for the response header.
+    ///
+    /// # Errors
+    ///
+    /// [`FeedError`] when no HTTP answer arrived in time.
+    pub(crate) async fn exchange(
+        &self,
+        target: &str,
+        token: &str,
+        patience: Duration,
+    ) -> Result<Exchange, FeedError> {
         let mut auth =
             HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| FeedError::Token)?;
         auth.set_sensitive(true);
@@ -253,39 +300,16 @@ impl FeedClient {
             )
             .body(Empty::<Bytes>::new())
             .map_err(FeedError::Request)?;
-        let (mut sender, _connection) = timeout(CONNECT_TIMEOUT, self.connect())
+        let (mut sender, connection) = timeout(CONNECT_TIMEOUT, self.connect())
             .await
             .map_err(|_| FeedError::Timeout("connecting"))??;
-        let response = timeout(wait + RESPONSE_MARGIN, sender.send_request(request))
+        let response = timeout(patience, sender.send_request(request))
             .await
             .map_err(|_| FeedError::Timeout("waiting for the answer"))??;
-        let status = response.status();
-        match status {
-            StatusCode::OK => {
-                let version = response
-                    .headers()
-                    .get("x-snapshot-version")
-                    .and_then(|v| v.to_str().ok()?.parse().ok());
-                let body = timeout(
-                    BODY_TIMEOUT,
-                    Limited::new(response.into_body(), MAX_SNAPSHOT_BYTES).collect(),
-                )
-                .await
-                .map_err(|_| FeedError::Timeout("reading the snapshot body"))?
-                .map_err(|e| FeedError::Body(e.to_string()))?
-                .to_bytes();
-                Ok(Answer::Snapshot { version, body })
-            }
-            StatusCode::NOT_MODIFIED => Ok(Answer::NotModified),
-            _ => {
-                let body = Limited::new(response.into_body(), MAX_PROBLEM_BYTES).collect();
-                let detail = match timeout(CONNECT_TIMEOUT, body).await {
-                    Ok(Ok(body)) => problem_detail(&body.to_bytes()),
-                    _ => String::new(),
-                };
-                Ok(Answer::Refused { status, detail })
-            }
-        }
+        Ok(Exchange {
+            response,
+            _connection: connection,
+        })
     }
 
     /// Opens a connection (TLS for `https://`) and starts HTTP/1.1 on it.
@@ -309,7 +333,47 @@ impl FeedClient {
 
 /// The task driving one connection, stopped when the poll is over
 /// (answered, timed out or cancelled by shutdown).
-struct Connection(JoinHandle<()>);
+pub(crate) struct Connection(JoinHandle<()>);
+
+/// A response header received, its body still to read, and the
+/// connection it arrives on (closed when this is dropped).
+pub(crate) struct Exchange {
+    pub(crate) response: http::Response<Incoming>,
+    _connection: Connection,
+}
+
+impl Exchange {
+    pub(crate) fn status(&self) -> StatusCode {
+        self.response.status()
+    }
+
+    /// The whole body, at most `limit` bytes, within `patience`; `what`
+    /// names the step in a timeout.
+    pub(crate) async fn body(
+        self,
+        limit: usize,
+        patience: Duration,
+        what: &'static str,
+    ) -> Result<Bytes, FeedError> {
+        let collected = timeout(
+            patience,
+            Limited::new(self.response.into_body(), limit).collect(),
+        )
+        .await
+        .map_err(|_| FeedError::Timeout(what))?
+        .map_err(|e| FeedError::Body(e.to_string()))?;
+        Ok(collected.to_bytes())
+    }
+
+    /// The detail of an error answer's problem+json body, shortened; empty
+    /// when it cannot be read quickly.
+    pub(crate) async fn problem_detail(self) -> String {
+        match self.body(MAX_PROBLEM_BYTES, CONNECT_TIMEOUT, "").await {
+            Ok(body) => problem_detail(&body),
+            Err(_) => String::new(),
+        }
+    }
+}
 
 impl Drop for Connection {
     fn drop(&mut self) {

@@ -10,7 +10,10 @@
 //! file or from tenant-admin's routing feed (long-polled, with a
 //! last-known-good copy kept across restarts), with the writes of a tenant
 //! being moved held until the move ends; upstream headers and
-//! spoofed-header stripping; problem+json errors; a load balancer per pool
+//! spoofed-header stripping; problem+json errors; the HTTP challenges
+//! tenant-admin publishes (ACME HTTP-01, domain ownership) and the custom
+//! domains' certificates it issues, fetched after each snapshot and kept
+//! on disk; a load balancer per pool
 //! with one shared health check and a circuit breaker per backend, and one
 //! retry of idempotent requests on another backend; per-tenant and per-IP
 //! rate limits, shared across gateways through Redis; the tenant-safe
@@ -28,7 +31,11 @@
 //! - [`feed_client`]: the feed's HTTP client: URL, long poll, TLS.
 //! - [`snapshot_cache`]: the feed's last-known-good snapshot, kept on disk.
 //! - [`file_stamp`]: telling one version of a watched file from the next.
-//! - [`cert_store`]: TLS certificates chosen by SNI, reloaded from a directory.
+//! - [`cert_store`]: TLS certificates chosen by SNI: directory, feed, default.
+//! - [`cert_sync`]: serving the certificates the feed's snapshots refer to.
+//! - [`cert_fetch`]: fetching those certificates from tenant-admin.
+//! - [`cert_cache`]: those certificates kept on disk across restarts.
+//! - [`challenge`]: ACME HTTP-01 and ownership challenges, answered from the snapshot.
 //! - [`tls`]: the HTTPS listener's settings and the certificate watcher.
 //! - [`upstreams`]: pool load balancers, the shared health check, circuit breakers.
 //! - [`proxy`]: the Pingora `ProxyHttp` phases, thin over the router.
@@ -53,7 +60,11 @@ pub mod access_log;
 pub mod admin;
 pub mod cache;
 pub mod cache_store;
+pub mod cert_cache;
+pub mod cert_fetch;
 pub mod cert_store;
+pub mod cert_sync;
+pub mod challenge;
 pub mod check;
 pub mod cli;
 pub mod clock;

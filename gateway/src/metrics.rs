@@ -1,16 +1,18 @@
 //! The gateway's Prometheus metrics. Labels are bounded: status class,
-//! region decision, error kind, held-write outcome, and the target only for
-//! shards (dedicated clusters are one per tenant, so they share the label
-//! `dedicated`). No label ever names a tenant.
+//! region decision, error kind, held-write outcome, certificate source,
+//! challenge kind and outcome, and the target only for shards (dedicated
+//! clusters are one per tenant, so they share the label `dedicated`). No
+//! label ever names a tenant or a hostname.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use router::{Locality, RoutingTable, TargetKind};
+use router::{ChallengeKind, Locality, RoutingTable, TargetKind};
 
 use crate::snapshot_file::LoadedTable;
 
@@ -36,8 +38,20 @@ pub struct Metrics {
     domains: IntGauge,
     /// Completed TLS handshakes, by whether the client sent SNI.
     tls_handshakes: IntCounterVec,
-    /// Per-host certificates in force (the default not counted).
-    certificates: IntGauge,
+    /// Per-host certificates in force by source (`dir`, `feed`); the
+    /// default is not counted.
+    certificates: IntGaugeVec,
+    /// Certificates the feed's snapshots refer to that could not be
+    /// loaded, by reason.
+    certificate_fetch_failures: IntCounterVec,
+    /// Seconds until the earliest expiry among the feed's certificates;
+    /// set and exposed at each scrape, only while there is one.
+    certificate_expiry: IntGauge,
+    /// That earliest expiry (seconds since the Unix epoch), or `i64::MAX`.
+    nearest_not_after: std::sync::Arc<AtomicI64>,
+    /// HTTP challenges asked, by [`ChallengeKind`] and
+    /// [`ChallengeOutcome`], resolved once.
+    challenges: std::sync::Arc<[IntCounter; 6]>,
     /// Backends by state: healthy, unhealthy, circuit_open.
     backends: IntGaugeVec,
     /// Access-log lines dropped because the writer fell behind.
@@ -85,6 +99,22 @@ pub enum HoldOutcome {
 
 /// `outcome` labels, by [`HoldOutcome`] discriminant.
 const HOLD_OUTCOMES: [&str; 2] = ["released", "timed_out"];
+
+/// How a request for an HTTP challenge was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeOutcome {
+    /// 200 with the published response.
+    Answered = 0,
+    /// 404: no such challenge (for this host).
+    Unknown = 1,
+    /// 405: a method other than GET or HEAD.
+    MethodNotAllowed = 2,
+}
+
+/// `kind` labels of challenges.
+const CHALLENGE_KINDS: [&str; 2] = ["acme-http01", "ownership"];
+/// `outcome` labels, by [`ChallengeOutcome`] discriminant.
+const CHALLENGE_OUTCOMES: [&str; 3] = ["answered", "unknown", "method_not_allowed"];
 
 /// The `x-cache` values, in the order of `cache_results`.
 const CACHE_RESULTS: [&str; 5] = ["HIT", "MISS", "BYPASS", "EXPIRED", "STALE"];
@@ -173,11 +203,45 @@ impl Metrics {
             &["sni"],
         )
         .expect("valid metric");
-        let certificates = IntGauge::new(
-            "switchyard_gateway_certificates",
-            "Per-host TLS certificates in force",
+        let certificates = IntGaugeVec::new(
+            Opts::new(
+                "switchyard_gateway_certificates",
+                "Per-host TLS certificates in force, by source (dir: tls.cert_dir, feed: tenant-admin)",
+            ),
+            &["source"],
         )
         .expect("valid metric");
+        let certificate_fetch_failures = IntCounterVec::new(
+            Opts::new(
+                "switchyard_gateway_certificate_fetch_failures_total",
+                "Failed loads of certificates the routing snapshot refers to, by reason (connect, tls, timeout, http, body, auth, status_5xx, status_other, invalid, rejected, absent, internal)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let certificate_expiry = IntGauge::new(
+            "switchyard_gateway_certificate_expiry_seconds_min",
+            "Seconds until the earliest expiry among the certificates from tenant-admin in force (absent when there is none)",
+        )
+        .expect("valid metric");
+        let challenge_vec = IntCounterVec::new(
+            Opts::new(
+                "switchyard_gateway_challenges_total",
+                "HTTP challenge requests, by kind (acme-http01, ownership) and outcome (answered, unknown, method_not_allowed)",
+            ),
+            &["kind", "outcome"],
+        )
+        .expect("valid metric");
+        let challenges = std::sync::Arc::new(std::array::from_fn(|i| {
+            challenge_vec.with_label_values(&[
+                CHALLENGE_KINDS[i / CHALLENGE_OUTCOMES.len()],
+                CHALLENGE_OUTCOMES[i % CHALLENGE_OUTCOMES.len()],
+            ])
+        }));
+        // Present from the start, so dashboards see 0 rather than nothing.
+        for source in ["dir", "feed"] {
+            certificates.with_label_values(&[source]).set(0);
+        }
         let backends = IntGaugeVec::new(
             Opts::new(
                 "switchyard_gateway_backends",
@@ -319,6 +383,8 @@ impl Metrics {
             Box::new(domains.clone()),
             Box::new(tls_handshakes.clone()),
             Box::new(certificates.clone()),
+            Box::new(certificate_fetch_failures.clone()),
+            Box::new(challenge_vec),
             Box::new(backends.clone()),
             Box::new(access_log_dropped.clone()),
         ] {
@@ -337,6 +403,10 @@ impl Metrics {
             domains,
             tls_handshakes,
             certificates,
+            certificate_fetch_failures,
+            certificate_expiry,
+            nearest_not_after: std::sync::Arc::new(AtomicI64::new(i64::MAX)),
+            challenges,
             backends,
             access_log_dropped,
             rate_limits,
@@ -439,10 +509,39 @@ impl Metrics {
             .inc();
     }
 
-    /// Records how many per-host certificates are in force.
-    pub fn certificates(&self, count: usize) {
+    /// Records how many per-host certificates from `tls.cert_dir` are in
+    /// force.
+    pub fn dir_certificates(&self, count: usize) {
         self.certificates
+            .with_label_values(&["dir"])
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Records how many certificates from tenant-admin are in force, and
+    /// the earliest expiry among them (seconds since the Unix epoch).
+    pub fn feed_certificates(&self, count: usize, nearest_not_after: Option<i64>) {
+        self.certificates
+            .with_label_values(&["feed"])
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+        self.nearest_not_after
+            .store(nearest_not_after.unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
+    /// Counts a certificate (or a request for some) that could not be
+    /// loaded; `reason` is a constant (bounded label).
+    pub fn certificate_fetch_failure(&self, reason: &'static str) {
+        self.certificate_fetch_failures
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// Counts a request for an HTTP challenge.
+    pub fn challenge(&self, kind: ChallengeKind, outcome: ChallengeOutcome) {
+        let kind = match kind {
+            ChallengeKind::AcmeHttp01 => 0,
+            ChallengeKind::Ownership => 1,
+        };
+        self.challenges[kind * CHALLENGE_OUTCOMES.len() + outcome as usize].inc();
     }
 
     /// Records the backends of the snapshot in force by state.
@@ -522,9 +621,20 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
+        let mut families = self.registry.gather();
+        let nearest = self.nearest_not_after.load(Ordering::Relaxed);
+        if nearest != i64::MAX {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            self.certificate_expiry.set(nearest.saturating_sub(now));
+            families.extend(prometheus::core::Collector::collect(
+                &self.certificate_expiry,
+            ));
+        }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metrics.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        let _ = TextEncoder::new().encode(&families, &mut out);
         out
     }
 }
@@ -587,5 +697,78 @@ impl RequestCounters {
     /// The counters of target `index`.
     pub fn target(&self, index: u32) -> Option<&TargetCounters> {
         self.0.get(index as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(metrics: &Metrics) -> String {
+        String::from_utf8(metrics.render()).unwrap()
+    }
+
+    #[test]
+    fn certificates_are_counted_by_source_and_the_nearest_expiry_only_when_there_is_one() {
+        let metrics = Metrics::new();
+        let out = text(&metrics);
+        for line in [
+            "switchyard_gateway_certificates{source=\"dir\"} 0",
+            "switchyard_gateway_certificates{source=\"feed\"} 0",
+        ] {
+            assert!(out.contains(line), "missing {line:?} in:\n{out}");
+        }
+        assert!(!out.contains("expiry_seconds_min"), "{out}");
+
+        let in_a_day = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            + 86_400;
+        metrics.dir_certificates(2);
+        metrics.feed_certificates(3, Some(in_a_day));
+        metrics.certificate_fetch_failure("absent");
+        let out = text(&metrics);
+        assert!(
+            out.contains("switchyard_gateway_certificates{source=\"dir\"} 2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("switchyard_gateway_certificates{source=\"feed\"} 3"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "switchyard_gateway_certificate_fetch_failures_total{reason=\"absent\"} 1"
+            ),
+            "{out}"
+        );
+        let expiry: i64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("switchyard_gateway_certificate_expiry_seconds_min "))
+            .expect("the expiry gauge")
+            .parse()
+            .unwrap();
+        assert!((86_300..=86_400).contains(&expiry), "{expiry}");
+
+        metrics.feed_certificates(0, None);
+        assert!(!text(&metrics).contains("expiry_seconds_min"));
+    }
+
+    #[test]
+    fn challenges_are_counted_by_kind_and_outcome() {
+        let metrics = Metrics::new();
+        metrics.challenge(ChallengeKind::AcmeHttp01, ChallengeOutcome::Answered);
+        metrics.challenge(ChallengeKind::Ownership, ChallengeOutcome::Unknown);
+        metrics.challenge(ChallengeKind::Ownership, ChallengeOutcome::MethodNotAllowed);
+        let out = text(&metrics);
+        for line in [
+            "switchyard_gateway_challenges_total{kind=\"acme-http01\",outcome=\"answered\"} 1",
+            "switchyard_gateway_challenges_total{kind=\"acme-http01\",outcome=\"unknown\"} 0",
+            "switchyard_gateway_challenges_total{kind=\"ownership\",outcome=\"unknown\"} 1",
+            "switchyard_gateway_challenges_total{kind=\"ownership\",outcome=\"method_not_allowed\"} 1",
+        ] {
+            assert!(out.contains(line), "missing {line:?} in:\n{out}");
+        }
     }
 }

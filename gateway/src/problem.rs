@@ -164,6 +164,25 @@ impl Problem {
         )
     };
 
+    /// No HTTP challenge is published at this path (for this host). Says
+    /// nothing of challenges published for other hosts.
+    pub const CHALLENGE_UNKNOWN: Self = Self::new(
+        404,
+        "not-found",
+        "Not Found",
+        "Nothing is published at this address.",
+        Kind::User,
+    );
+
+    /// A method other than GET or HEAD on a challenge path.
+    pub const METHOD_NOT_ALLOWED: Self = Self::new(
+        405,
+        "method-not-allowed",
+        "Method Not Allowed",
+        "This address answers GET and HEAD only.",
+        Kind::User,
+    );
+
     /// The gateway has no routing snapshot yet.
     pub const NOT_READY: Self = Self {
         retry_after: Some(5),

@@ -1,7 +1,10 @@
 //! The gateway's Pingora proxy: thin phases that call into the router.
 //!
 //! ```text
-//! request_filter ─ request id; trusted peer?; snapshot → RoutingTable::resolve
+//! request_filter ─ request id; trusted peer?; snapshot in force
+//!   │              /.well-known/{acme,switchyard}-challenge/… → answered
+//!   │                from the snapshot (challenge.rs), done
+//!   │              RoutingTable::resolve
 //!   │              write to a moving tenant → held until a newer snapshot,
 //!   │                resolved again by it (write_hold.rs); none in time → 503
 //!   │              refused → problem+json (400/403/404/413/503), done
@@ -36,6 +39,7 @@ use http::header::{CONTENT_LENGTH, HOST};
 
 use crate::access_log::{AccessLog, Line};
 use crate::cache::{self, ResponseCache};
+use crate::challenge;
 use crate::clock;
 use crate::config::{Config, UpstreamConfig};
 use crate::headers::{
@@ -155,6 +159,45 @@ impl Gateway {
         Ok(true)
     }
 
+    /// Answers a request for an HTTP challenge from `loaded` and ends it.
+    async fn challenge(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        loaded: &LoadedTable,
+    ) -> Result<bool> {
+        let req = session.req_header();
+        let asked = challenge::Asked::parse(req.uri.path())
+            .or_err(ErrorType::InternalError, "not a challenge path")?;
+        let host = match req.uri.authority() {
+            Some(authority) => Some(authority.as_str()),
+            None => req.headers.get(HOST).and_then(|h| h.to_str().ok()),
+        };
+        let head = req.method == http::Method::HEAD;
+        let answer = challenge::answer(&loaded.table, asked, &req.method, host);
+        self.metrics.challenge(asked.kind, answer.outcome());
+        match answer {
+            challenge::Answer::Found(body) => {
+                challenge::respond(session, &ctx.request_id, body, head).await?;
+                Ok(true)
+            }
+            challenge::Answer::Unknown => {
+                self.refuse(session, ctx, Problem::CHALLENGE_UNKNOWN).await
+            }
+            challenge::Answer::MethodNotAllowed => {
+                ctx.problem = Some(Problem::METHOD_NOT_ALLOWED.kind);
+                Problem::METHOD_NOT_ALLOWED
+                    .respond_with(
+                        session,
+                        &ctx.request_id,
+                        &[("allow", HeaderValue::from_static("GET, HEAD"))],
+                    )
+                    .await?;
+                Ok(true)
+            }
+        }
+    }
+
     fn is_trusted(&self, ip: Option<IpAddr>) -> bool {
         ip.is_some_and(|ip| self.trusted_proxies.iter().any(|net| net.contains(&ip)))
     }
@@ -258,6 +301,12 @@ impl ProxyHttp for Gateway {
         };
 
         let req = session.req_header();
+        // One prefix comparison for every other request.
+        if req.uri.path().starts_with(challenge::WELL_KNOWN)
+            && challenge::Asked::parse(req.uri.path()).is_some()
+        {
+            return self.challenge(session, ctx, &loaded).await;
+        }
         let host = match req.uri.authority() {
             Some(authority) => Some(Ok(authority.as_str())),
             None => req.headers.get(HOST).map(|h| h.to_str()),

@@ -15,6 +15,7 @@ use crate::access_log::AccessLog;
 use crate::admin::Admin;
 use crate::cache::ResponseCache;
 use crate::cert_store::CertStore;
+use crate::cert_sync::CertSync;
 use crate::config::{Config, Source};
 use crate::limits::{IpLimits, IpSweeper};
 use crate::metrics::Metrics;
@@ -54,7 +55,8 @@ pub fn new_server(config: &Config, upgrade: bool) -> Server {
 }
 
 /// Adds the gateway's services to `server`: the proxy on its listeners,
-/// the admin listener, and the snapshot watcher or the feed follower.
+/// the admin listener, and the snapshot watcher or the feed follower (and
+/// the follower of its certificates).
 ///
 /// # Errors
 ///
@@ -111,7 +113,7 @@ pub fn build(
         if let Some(dir) = config.tls.as_ref().and_then(|t| t.cert_dir.clone()) {
             server.add_service(background_service(
                 "certificate watcher",
-                CertWatcher::new(dir, certs, metrics.clone()),
+                CertWatcher::new(dir, certs.clone(), metrics.clone()),
             ));
         }
     }
@@ -152,9 +154,19 @@ pub fn build(
             server.add_service(background_service("snapshot watcher", watcher));
         }
         Source::Admin { .. } => {
-            if let Some(follower) =
-                FeedFollower::new(config, feed_id, state, metrics, upstreams.clone())
-            {
+            if let Some(follower) = FeedFollower::new(
+                config,
+                feed_id,
+                state.clone(),
+                metrics.clone(),
+                upstreams.clone(),
+            ) {
+                // With an HTTPS listener, the certificates its snapshots
+                // refer to, fetched right after each swap.
+                if let Some(sync) = CertSync::new(config, follower.client(), state, certs, metrics)
+                {
+                    server.add_service(background_service("feed certificates", sync));
+                }
                 server.add_service(background_service("routing feed", follower));
             }
         }

@@ -11,7 +11,9 @@
 //! changes.
 //!
 //! A new version is validated like a snapshot file, built off the runtime,
-//! swapped in atomically, and then written to the cache in the background.
+//! swapped in atomically, and then written to the cache in the background;
+//! the swap wakes [`crate::cert_sync`], which fetches the certificates it
+//! refers to.
 //! A rejected one is logged with every problem and counted; the table in
 //! force keeps serving. Versions never go back. When the feed is down or refuses the
 //! token, the gateway keeps serving what it has and retries with capped,
@@ -29,6 +31,8 @@ use bytes::Bytes;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::cert_store::CertStore;
+use crate::cert_sync;
 use crate::config::{Config, Source};
 use crate::feed_client::{self, Answer, FeedClient, FeedUrl};
 use crate::metrics::Metrics;
@@ -50,13 +54,15 @@ pub const AUTH_RETRY: Duration = Duration::from_secs(10);
 const MIN_POLL: Duration = Duration::from_secs(1);
 
 /// For the feed source: puts the last-known-good copy at
-/// `source.cache_path` in force if there is a valid one, so the gateway
-/// serves before the feed answers; logs what it found.
+/// `source.cache_path` in force if there is a valid one, with the
+/// certificates it refers to that are kept in `source.cert_cache_dir`, so
+/// the gateway serves before the feed answers; logs what it found.
 pub fn start_from_cache(
     config: &Config,
     state: &RoutingState,
     metrics: &Metrics,
     upstreams: &Upstreams,
+    certs: &CertStore,
 ) {
     let Source::Admin {
         url, cache_path, ..
@@ -74,6 +80,9 @@ pub fn start_from_cache(
             eprintln!(
                 "gateway: routing snapshot version {version} loaded from the last-known-good copy {path}; following the feed at {url}"
             );
+            if let Some(current) = state.current() {
+                cert_sync::load_kept(config, &current.table, certs, metrics);
+            }
         }
         Ok(None) => eprintln!(
             "gateway: no last-known-good snapshot at {path} yet: not ready until the feed at {url} answers"
@@ -87,7 +96,8 @@ pub fn start_from_cache(
 /// The background service that follows the feed.
 #[derive(Debug)]
 pub struct FeedFollower {
-    client: FeedClient,
+    /// Shared with the certificates' follower.
+    client: Arc<FeedClient>,
     /// Re-read before every poll, so a rotated token applies at once.
     token_file: PathBuf,
     /// Where each applied snapshot is kept for the next start.
@@ -117,6 +127,7 @@ impl FeedFollower {
             url,
             token_file,
             cache_path,
+            ..
         } = &config.source
         else {
             return None;
@@ -130,7 +141,7 @@ impl FeedFollower {
             pingora::tls::RootCertStore::empty()
         };
         Some(Self {
-            client: FeedClient::new(url.clone(), roots),
+            client: Arc::new(FeedClient::new(url.clone(), roots)),
             token_file: token_file.clone(),
             cache_path: cache_path.clone(),
             cache_written: Arc::default(),
@@ -144,6 +155,11 @@ impl FeedFollower {
 
     fn url(&self) -> &FeedUrl {
         self.client.url()
+    }
+
+    /// The feed's client, for fetching the certificates snapshots refer to.
+    pub fn client(&self) -> Arc<FeedClient> {
+        self.client.clone()
     }
 
     /// One poll and what follows from its answer; the pause before the
@@ -370,7 +386,7 @@ enum Trouble {
 }
 
 /// The bearer token in `path`, trimmed.
-fn read_token(path: &std::path::Path) -> Result<String, String> {
+pub(crate) fn read_token(path: &std::path::Path) -> Result<String, String> {
     match std::fs::read_to_string(path) {
         Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_owned()),
         Ok(_) => Err(format!("source.token_file {} is empty", path.display())),
@@ -386,7 +402,7 @@ fn read_token(path: &std::path::Path) -> Result<String, String> {
 /// [`BACKOFF_MAX`]), and never below [`BACKOFF_MIN`], so gateways that lost
 /// the feed together do not come back in lockstep.
 #[derive(Debug)]
-struct Backoff {
+pub(crate) struct Backoff {
     failures: u32,
     /// xorshift state for the jitter, seeded per process.
     seed: u64,
@@ -404,7 +420,7 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The next delay.
-    fn next(&mut self) -> Duration {
+    pub(crate) fn next(&mut self) -> Duration {
         let ceiling = BACKOFF_MIN
             .saturating_mul(1 << self.failures.min(16))
             .min(BACKOFF_MAX);
@@ -418,7 +434,7 @@ impl Backoff {
     }
 
     /// Back to the first delay after a success.
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use router::{BuildOptions, Problems, RegionIdx, RoutingTable, Snapshot, SnapshotError};
 
-use crate::config::Config;
+use crate::config::{Config, Source};
 use crate::limits::TenantLimits;
 use crate::metrics::RequestCounters;
 use crate::state::RoutingState;
@@ -112,8 +112,13 @@ pub fn from_json(
     compile(&snapshot, config, origin)
 }
 
+/// The problem reported for each certificate reference in a snapshot file.
+pub const FILE_CERTIFICATE_PROBLEM: &str = "certificates in a snapshot file need [source] kind = \"admin\"; put PEM files in tls.cert_dir instead";
+
 /// Validates `snapshot` against the gateway's base domains, compiles it and
-/// finds the gateway's region in it.
+/// finds the gateway's region in it. A snapshot file (`[source] kind =
+/// "file"`) may not refer to certificates: only tenant-admin can hand
+/// them out.
 fn compile(
     snapshot: &Snapshot,
     config: &Config,
@@ -122,8 +127,21 @@ fn compile(
     let options = BuildOptions {
         base_domains: config.base_domains.clone(),
     };
-    let table = RoutingTable::build(snapshot, &options)
-        .map_err(|p| SnapshotRejected::new(origin, listed(&p)))?;
+    let mut problems: Vec<String> = match config.source {
+        Source::File { .. } => (0..snapshot.certificates.len())
+            .map(|i| format!("certificates[{i}]: {FILE_CERTIFICATE_PROBLEM}"))
+            .collect(),
+        Source::Admin { .. } => Vec::new(),
+    };
+    let table = match RoutingTable::build(snapshot, &options) {
+        Ok(table) if problems.is_empty() => table,
+        Ok(_) => return Err(SnapshotRejected::new(origin, problems)),
+        Err(p) => {
+            let mut all = listed(&p);
+            all.append(&mut problems);
+            return Err(SnapshotRejected::new(origin, all));
+        }
+    };
     let region = table.region(config.region.as_str()).ok_or_else(|| {
         let known: Vec<&str> = table.regions().iter().map(|r| r.as_str()).collect();
         SnapshotRejected::new(origin, vec![format!(

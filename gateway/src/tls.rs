@@ -112,7 +112,7 @@ impl BackgroundService for CertWatcher {
             let Ok(report) = tokio::task::spawn_blocking(move || store.scan(&dir)).await else {
                 continue;
             };
-            self.metrics.certificates(self.store.len());
+            self.metrics.dir_certificates(self.store.len());
             if !report.loaded.is_empty() || !report.removed.is_empty() {
                 eprintln!(
                     "gateway: certificates loaded: {}; removed: {}; {} in force",
@@ -134,7 +134,7 @@ impl BackgroundService for CertWatcher {
 
 /// A list of hostnames for a log line: all of them when few, else the
 /// first few and a count.
-fn hosts(names: &[String]) -> String {
+pub(crate) fn hosts(names: &[String]) -> String {
     if names.len() <= LOGGED_HOSTS {
         return format!("{names:?}");
     }

@@ -80,7 +80,6 @@ circuit_failures = 0
         "gateway.base_domains[1]: \"10.0.0.1\": an IP address is not a hostname",
         "gateway.base_domains[2]: app.example.test is listed twice",
         "gateway.trusted_proxies[1]: \"not-a-cidr\" is not a CIDR",
-        "gateway.https_listen: needs a [tls] section with certificates",
         "source.url: \"ftp://admin\" is not an http:// or https:// URL",
         "redis.url: must start with redis://",
         "upstream.connect_timeout_ms: must be at least 1",
@@ -88,10 +87,95 @@ circuit_failures = 0
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
-    assert!(text.contains("has 11 problems"), "{text}");
+    // HTTPS without [tls] is fine here: the feed brings the certificates.
+    assert!(!text.contains("gateway.https_listen"), "{text}");
+    assert!(text.contains("has 10 problems"), "{text}");
     assert!(
         !text.contains("hunter2"),
         "a password leaked into the output:\n{text}"
+    );
+}
+
+#[test]
+fn certificates_in_a_snapshot_file_are_a_problem_naming_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = std::fs::read_to_string(repo().join("deploy/snapshots/sample.toml")).unwrap();
+    let domain = sample
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("domains = [\""))
+        .and_then(|rest| rest.split('"').next())
+        .expect("the sample has a custom domain")
+        .to_owned();
+    let snapshot = format!(
+        "{sample}\n[[certificates]]\nhostname = \"{domain}\"\nid = 7\nnot_after = 1790000000\n\n\
+         [[challenges]]\nkind = \"acme-http01\"\nhostname = \"{domain}\"\ntoken = \"tok\"\nresponse = \"tok.key\"\n"
+    );
+    write(dir.path(), "routing.toml", &snapshot);
+    let config = write(
+        dir.path(),
+        "gateway.toml",
+        "[gateway]\nregion = \"eu-west\"\nhttp_listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:2\"\nbase_domains = [\"app.example.test\"]\n\n[source]\nkind = \"file\"\npath = \"routing.toml\"\n",
+    );
+    let out = gateway(&["--check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    let text = text(&out);
+    assert!(text.contains("gateway: 1 problem(s):"), "{text}");
+    assert!(
+        text.contains(
+            "certificates[0]: certificates in a snapshot file need [source] kind = \"admin\"; put PEM files in tls.cert_dir instead"
+        ),
+        "{text}"
+    );
+
+    // Challenges alone are fine in a file.
+    let without = snapshot
+        .split("[[certificates]]")
+        .next()
+        .unwrap()
+        .to_owned()
+        + &snapshot[snapshot.find("[[challenges]]").unwrap()..];
+    write(dir.path(), "routing.toml", &without);
+    let out = gateway(&["--check", "--config", config.to_str().unwrap()]);
+    let text = self::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("0 certificate references, 1 challenges"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_admin_source_serves_https_without_tls_and_reports_its_kept_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "token", "gw-token\n");
+    let config = write(
+        dir.path(),
+        "gateway.toml",
+        "[gateway]\nregion = \"eu-west\"\nhttps_listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:2\"\n\n[source]\nkind = \"admin\"\nurl = \"http://127.0.0.1:3\"\ntoken_file = \"token\"\ncache_path = \"cache/snapshot.json\"\n",
+    );
+    let out = gateway(&["--check", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A cached snapshot referring to a certificate: how many are kept.
+    let sample = std::fs::read_to_string(repo().join("deploy/snapshots/sample.toml")).unwrap();
+    let mut json: serde_json::Value = toml::from_str(&sample).unwrap();
+    let domain = json["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|t| t["domains"].get(0))
+        .expect("the sample has a custom domain")
+        .clone();
+    json["certificates"] =
+        serde_json::json!([{"hostname": domain, "id": 7, "not_after": 1790000000}]);
+    std::fs::create_dir(dir.path().join("cache")).unwrap();
+    write(dir.path(), "cache/snapshot.json", &json.to_string());
+    let out = gateway(&["--check", "--config", config.to_str().unwrap()]);
+    let text = text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("cache/snapshot.json.certs: 0 of the 1 certificate(s) the last-known-good snapshot refers to are kept"),
+        "{text}"
     );
 }
 

@@ -110,7 +110,7 @@ fn each_sni_name_gets_its_own_certificate_verified_by_the_ca() {
     let metrics = support::get(tls.gateway.admin, "localhost", "/metrics").body;
     for expected in [
         "switchyard_gateway_tls_handshakes_total{sni=\"present\"} 2",
-        "switchyard_gateway_certificates 1",
+        "switchyard_gateway_certificates{source=\"dir\"} 1",
     ] {
         assert!(
             metrics.contains(expected),

@@ -91,6 +91,8 @@ fn snapshot() -> Snapshot {
         plans,
         targets,
         tenants,
+        certificates: Vec::new(),
+        challenges: Vec::new(),
     }
 }
 

@@ -44,6 +44,7 @@
 //! - [`resolve`]: the routing decision and its explanation.
 //! - [`placement`]: the consistent-hash ring that proposes shards for new tenants.
 
+pub mod certs;
 pub mod hostname;
 pub mod ids;
 pub mod placement;
@@ -51,6 +52,7 @@ pub mod resolve;
 pub mod snapshot;
 pub mod table;
 
+pub use certs::CertRef;
 pub use hostname::{HostError, Hostname, normalize};
 pub use ids::{IdError, PlanName, RegionName, Slug, TargetId, TenantId};
 pub use placement::{Placement, PlacementRing, ShardCandidate};
@@ -59,7 +61,7 @@ pub use resolve::{
     is_safe_method,
 };
 pub use snapshot::{
-    BackendDoc, PlanDoc, Problem, Problems, RegionDoc, Snapshot, SnapshotError, TargetDoc,
-    TargetKind, TargetStatus, TenantDoc, TenantStatus,
+    BackendDoc, CertificateDoc, ChallengeDoc, ChallengeKind, PlanDoc, Problem, Problems, RegionDoc,
+    Snapshot, SnapshotError, TargetDoc, TargetKind, TargetStatus, TenantDoc, TenantStatus,
 };
 pub use table::{Backend, BuildOptions, Plan, Pool, RegionIdx, RoutingTable, Target, TenantRef};

@@ -32,6 +32,54 @@ pub struct Snapshot {
     /// Tenants and their placement.
     #[serde(default)]
     pub tenants: Vec<TenantDoc>,
+    /// The certificate in force for each custom domain that has one: a
+    /// reference only. Gateways of the feed fetch the chain and key by `id`
+    /// from tenant-admin's gateway-only endpoint; keys never travel in the
+    /// snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateDoc>,
+    /// HTTP challenges gateways answer while a domain is being verified or
+    /// a certificate issued.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub challenges: Vec<ChallengeDoc>,
+}
+
+/// `[[certificates]]`: which certificate a custom domain is served with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateDoc {
+    /// The custom domain (one of a tenant's `domains`).
+    pub hostname: String,
+    /// Opaque id of this issuance; a renewal gets a new one.
+    pub id: u64,
+    /// Expiry, seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+/// Which well-known path a challenge is answered on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChallengeKind {
+    /// ACME HTTP-01: `/.well-known/acme-challenge/{token}`, answered for any
+    /// host (the CA asks through the name being validated).
+    AcmeHttp01,
+    /// Domain ownership: `/.well-known/switchyard-challenge/{token}`,
+    /// answered only for `hostname`.
+    Ownership,
+}
+
+/// `[[challenges]]`: one HTTP challenge response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeDoc {
+    /// Which path.
+    pub kind: ChallengeKind,
+    /// The domain being proven.
+    pub hostname: String,
+    /// The last path segment: base64url characters.
+    pub token: String,
+    /// The response body (for ACME, the key authorization).
+    pub response: String,
 }
 
 /// `[[regions]]`

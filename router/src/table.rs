@@ -28,6 +28,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use serde::Serialize;
 
+use crate::certs::{self, CertRef, TlsRefs};
 use crate::hostname::Hostname;
 use crate::ids::{PlanName, RegionName, Slug, TargetId, TenantId};
 use crate::placement::MAX_SHARD_WEIGHT;
@@ -230,6 +231,8 @@ pub struct RoutingTable {
     /// Custom domains of tenants that are not deleted.
     by_domain: HashTable<DomainRec>,
     base_domains: Box<[Hostname]>,
+    /// Certificate references and HTTP challenges.
+    tls: TlsRefs,
     /// Seeded per table, so a tenant cannot pick domain names that collide
     /// in every gateway's index.
     hasher: RandomState,
@@ -423,6 +426,27 @@ impl RoutingTable {
     fn bytes(&self, r: StrRef) -> &[u8] {
         &self.arena[r.offset as usize..(r.offset + r.len) as usize]
     }
+
+    /// The certificate in force for each custom domain that has one.
+    pub fn certificates(&self) -> &[CertRef] {
+        &self.tls.certificates
+    }
+
+    /// The ACME HTTP-01 key authorization for `token`, for any host.
+    pub fn acme_challenge(&self, token: &str) -> Option<&str> {
+        self.tls.acme_response(token)
+    }
+
+    /// The ownership-proof response for `token`, only when asked through
+    /// the normalised `host` it was issued for.
+    pub fn ownership_challenge(&self, host: &str, token: &str) -> Option<&str> {
+        self.tls.ownership_response(host, token)
+    }
+
+    /// Number of HTTP challenges published.
+    pub fn challenge_count(&self) -> usize {
+        self.tls.challenge_count()
+    }
 }
 
 /// Builds a table, collecting problems as it goes.
@@ -470,6 +494,12 @@ impl<'s> Builder<'s> {
             .map(|(i, t)| (t.id.as_str(), i as u32))
             .collect();
         let tenants = self.tenants(&region_index, &plan_index, &targets, &target_index);
+        let tls = certs::build(
+            &self.snapshot.certificates,
+            &self.snapshot.challenges,
+            |host| tenants.has_domain(host),
+            &mut self.problems,
+        );
         if !self.problems.is_empty() {
             return Err(self.problems);
         }
@@ -493,6 +523,7 @@ impl<'s> Builder<'s> {
             by_slug,
             by_domain,
             base_domains: self.options.base_domains.clone().into(),
+            tls,
             hasher,
         })
     }
@@ -982,6 +1013,16 @@ impl Tenants {
                 }
             }
         }
+    }
+
+    /// Whether a tenant that is not deleted claims the normalised `host`.
+    fn has_domain(&self, host: &str) -> bool {
+        let get = |r: StrRef| &self.arena[r.offset as usize..(r.offset + r.len) as usize];
+        self.by_domain
+            .find(self.hasher.hash_one(host), |d| {
+                get(d.name) == host.as_bytes()
+            })
+            .is_some()
     }
 
     /// `tenants[N]` for the tenant whose block starts at `block`.

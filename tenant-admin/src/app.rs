@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{Encoder, IntCounterVec, Registry, TextEncoder};
+use prometheus::{Encoder, Gauge, IntCounterVec, IntGaugeVec, Registry, TextEncoder};
 use sqlx::PgPool;
 
 use crate::api;
@@ -32,6 +32,8 @@ pub struct AppState {
     pub redis: Option<redis::aio::ConnectionManager>,
     /// Request metrics.
     pub metrics: Metrics,
+    /// Custom domains: validation rules, ownership checks, certificates.
+    pub domains: crate::domains::DomainSettings,
 }
 
 /// tenant-admin's Prometheus metrics.
@@ -40,6 +42,13 @@ pub struct Metrics {
     registry: Registry,
     /// Responses by route template and status class.
     pub responses: IntCounterVec,
+    /// Certificate orders by outcome (`started`, `issued`, `failed`,
+    /// `discarded`), this replica's.
+    pub acme_orders: IntCounterVec,
+    /// Custom domains by state, read from the catalog at each scrape.
+    domains: IntGaugeVec,
+    /// Days until the nearest certificate in force expires.
+    nearest_expiry_days: Gauge,
 }
 
 impl Default for Metrics {
@@ -53,12 +62,41 @@ impl Default for Metrics {
             &["route", "method", "class"],
         )
         .expect("a valid metric");
-        registry
-            .register(Box::new(responses.clone()))
-            .expect("registered once");
+        let acme_orders = IntCounterVec::new(
+            prometheus::Opts::new(
+                "switchyard_admin_acme_orders_total",
+                "Certificate orders by this replica: started, issued, failed, discarded",
+            ),
+            &["outcome"],
+        )
+        .expect("a valid metric");
+        let domains = IntGaugeVec::new(
+            prometheus::Opts::new(
+                "switchyard_admin_domains",
+                "Custom domains by state (removed ones excluded), from the catalog",
+            ),
+            &["state"],
+        )
+        .expect("a valid metric");
+        let nearest_expiry_days = Gauge::new(
+            "switchyard_admin_certificate_nearest_expiry_days",
+            "Days until the certificate in force that expires first does (absent without certificates)",
+        )
+        .expect("a valid metric");
+        for metric in [
+            Box::new(responses.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(acme_orders.clone()),
+            Box::new(domains.clone()),
+            Box::new(nearest_expiry_days.clone()),
+        ] {
+            registry.register(metric).expect("registered once");
+        }
         Self {
             registry,
             responses,
+            acme_orders,
+            domains,
+            nearest_expiry_days,
         }
     }
 }
@@ -98,7 +136,43 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     }
 }
 
+/// Reads the catalog's domain and certificate figures into the gauges;
+/// on a slow or failing catalog the previous figures stay.
+async fn refresh_domain_gauges(state: &AppState) {
+    let read = async {
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state::text, count(*) FROM domains WHERE state <> 'removed' GROUP BY state",
+        )
+        .fetch_all(&state.db)
+        .await?;
+        let nearest: Option<f64> = sqlx::query_scalar(
+            "SELECT (extract(epoch FROM min(c.not_after) - now()) / 86400)::float8 \
+             FROM domains d JOIN certificates c ON c.id = d.certificate_id \
+             WHERE d.state <> 'removed'",
+        )
+        .fetch_one(&state.db)
+        .await?;
+        Ok::<_, sqlx::Error>((counts, nearest))
+    };
+    if let Ok(Ok((counts, nearest))) = tokio::time::timeout(Duration::from_secs(2), read).await {
+        // Every state but removed, zero included, so a state emptying
+        // shows as 0 rather than vanishing.
+        for s in api::domains::STATES.iter().filter(|s| **s != "removed") {
+            let n = counts
+                .iter()
+                .find(|(k, _)| k.as_str() == *s)
+                .map_or(0, |(_, n)| *n);
+            state.metrics.domains.with_label_values(&[*s]).set(n);
+        }
+        state
+            .metrics
+            .nearest_expiry_days
+            .set(nearest.unwrap_or(f64::NAN));
+    }
+}
+
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    refresh_domain_gauges(&state).await;
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&state.metrics.registry.gather(), &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
@@ -145,6 +219,8 @@ pub struct ServeConfig {
     pub key: Option<SecretsKey>,
     /// Apply pending catalog migrations at start.
     pub migrate: bool,
+    /// Custom domains and certificates.
+    pub domains: crate::domains::DomainSettings,
 }
 
 /// Why `serve` could not start.
@@ -231,8 +307,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         feed,
         redis,
         metrics: Metrics::default(),
+        domains: config.domains,
     });
+    crate::domains::check_key(&state.db, state.key.as_ref()).await;
     crate::jobs::start_worker(state.clone());
+    crate::domains::start_worker(state.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {

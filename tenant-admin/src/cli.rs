@@ -80,6 +80,151 @@ struct ServeArgs {
     /// Apply pending catalog migrations before serving.
     #[arg(long)]
     migrate: bool,
+    #[command(flatten)]
+    domains: DomainArgs,
+}
+
+/// Custom domains: what may be claimed, how ownership is proven, where
+/// certificates come from.
+#[derive(Debug, clap::Args)]
+struct DomainArgs {
+    /// The platform's base domains, comma-separated: no tenant may claim
+    /// one as a custom domain, nor a name below one.
+    #[arg(
+        long,
+        env = "BASE_DOMAINS",
+        value_delimiter = ',',
+        value_name = "HOSTS"
+    )]
+    base_domains: Vec<String>,
+    /// Names no tenant may claim, nor anything below them, comma-separated
+    /// (besides the reserved localhost, local, internal, invalid, arpa, onion).
+    #[arg(long, env = "DOMAIN_DENY", value_delimiter = ',', value_name = "HOSTS")]
+    domain_deny: Vec<String>,
+    /// DNS server (IP:port) asked for ownership proofs; default: the system's resolvers.
+    #[arg(long, env = "DNS_RESOLVER", value_name = "ADDR")]
+    dns_resolver: Option<std::net::SocketAddr>,
+    /// Port the HTTP ownership proof is fetched from.
+    #[arg(long, env = "CHALLENGE_HTTP_PORT", default_value_t = 80)]
+    challenge_http_port: u16,
+    /// Let the HTTP ownership proof reach loopback and private addresses
+    /// (local stacks and tests only: it lets a tenant make tenant-admin
+    /// fetch from inside the network).
+    #[arg(long, env = "CHALLENGE_ALLOW_PRIVATE")]
+    challenge_allow_private: bool,
+    /// The ACME CA's directory URL (https://); without one, verified domains
+    /// route but no certificate is ordered.
+    #[arg(long, env = "ACME_DIRECTORY", value_name = "URL")]
+    acme_directory: Option<String>,
+    /// A PEM root certificate to trust for the ACME CA's API (a private CA).
+    #[arg(long, env = "ACME_CA_ROOT", value_name = "FILE")]
+    acme_ca_root: Option<std::path::PathBuf>,
+    /// Contact e-mail registered with the ACME account.
+    #[arg(long, env = "ACME_CONTACT", value_name = "EMAIL")]
+    acme_contact: Option<String>,
+    /// Certificate orders per rolling hour, all tenants together.
+    #[arg(long, env = "ACME_ORDERS_PER_HOUR", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    acme_orders_per_hour: u32,
+    /// Certificate orders per rolling hour for one tenant.
+    #[arg(long, env = "ACME_TENANT_ORDERS_PER_HOUR", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    acme_tenant_orders_per_hour: u32,
+    /// Certificate orders in flight at once.
+    #[arg(long, env = "ACME_CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=32))]
+    acme_concurrency: u32,
+    /// Seconds before the first retry of a failed order (doubling per
+    /// failure, up to a day, with jitter).
+    #[arg(long, env = "ACME_RETRY_AFTER_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    acme_retry_after_secs: u64,
+}
+
+/// Names no tenant may claim whatever the configuration.
+const RESERVED: [&str; 6] = ["localhost", "local", "internal", "invalid", "arpa", "onion"];
+
+/// Checks the domain flags; the settings, or a message naming the flag.
+fn domain_settings(
+    args: DomainArgs,
+    key: Option<&SecretsKey>,
+) -> Result<crate::domains::DomainSettings, String> {
+    let hosts = |flag: &str, list: &[String]| -> Result<Vec<router::Hostname>, String> {
+        list.iter()
+            .map(|h| h.trim())
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                router::Hostname::parse(h)
+                    .map_err(|e| format!("{flag}: {h:?} is not a hostname: {e}"))
+            })
+            .collect()
+    };
+    let base_domains = hosts("--base-domains (BASE_DOMAINS)", &args.base_domains)?;
+    let mut deny = hosts("--domain-deny (DOMAIN_DENY)", &args.domain_deny)?;
+    for r in RESERVED {
+        deny.push(router::Hostname::parse(r).map_err(|e| e.to_string())?);
+    }
+    let verifier = crate::verify::Verifier::new(crate::verify::VerifierConfig {
+        resolver: args.dns_resolver,
+        http_port: args.challenge_http_port,
+        allow_private: args.challenge_allow_private,
+        timeout: Duration::from_secs(5),
+    })
+    .map_err(|e| format!("--dns-resolver (DNS_RESOLVER): {e}"))?;
+    let acme = match args.acme_directory {
+        None => None,
+        Some(url) => {
+            if !url.starts_with("https://") || url::Url::parse(&url).is_err() {
+                return Err(format!(
+                    "--acme-directory (ACME_DIRECTORY): {url:?} is not an https:// URL"
+                ));
+            }
+            if key.is_none() {
+                return Err(
+                    "--acme-directory (ACME_DIRECTORY) needs SECRETS_KEY: certificate keys are stored sealed under it"
+                        .to_owned(),
+                );
+            }
+            if let Some(root) = &args.acme_ca_root
+                && let Err(e) = std::fs::read(root)
+            {
+                return Err(format!(
+                    "--acme-ca-root (ACME_CA_ROOT): cannot read {}: {e}",
+                    root.display()
+                ));
+            }
+            let contact = match args.acme_contact.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(c) => {
+                    let address = c.strip_prefix("mailto:").unwrap_or(c);
+                    if !address.contains('@') || address.contains(char::is_whitespace) {
+                        return Err(format!(
+                            "--acme-contact (ACME_CONTACT): {c:?} is not an e-mail address"
+                        ));
+                    }
+                    Some(format!("mailto:{address}"))
+                }
+            };
+            Some(crate::domains::AcmeSettings {
+                config: crate::acme::AcmeConfig {
+                    directory_url: url,
+                    ca_root: args.acme_ca_root,
+                    contact,
+                    call_timeout: Duration::from_secs(30),
+                },
+                orders_per_hour: args.acme_orders_per_hour,
+                tenant_orders_per_hour: args.acme_tenant_orders_per_hour,
+                concurrency: args.acme_concurrency,
+                retry_after: Duration::from_secs(args.acme_retry_after_secs),
+            })
+        }
+    };
+    Ok(crate::domains::DomainSettings::new(
+        base_domains,
+        deny,
+        verifier,
+        acme,
+    ))
 }
 
 /// Flags every `migrate` takes.
@@ -178,14 +323,6 @@ fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("tenant-admin: --redis-url (REDIS_URL) must start with redis://");
         return ExitCode::from(78);
     }
-    let config = ServeConfig {
-        listen: args.listen,
-        database_url,
-        redis_url: args.redis_url,
-        bootstrap_token: bootstrap_token.map(|t| t.trim().to_owned()),
-        key,
-        migrate: args.migrate,
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -196,6 +333,22 @@ fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("tenant-admin: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    let domains = match runtime.block_on(async { domain_settings(args.domains, key.as_ref()) }) {
+        Ok(domains) => domains,
+        Err(e) => {
+            eprintln!("tenant-admin: {e}");
+            return ExitCode::from(78);
+        }
+    };
+    let config = ServeConfig {
+        listen: args.listen,
+        database_url,
+        redis_url: args.redis_url,
+        bootstrap_token: bootstrap_token.map(|t| t.trim().to_owned()),
+        key,
+        migrate: args.migrate,
+        domains,
     };
     match runtime.block_on(app::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,

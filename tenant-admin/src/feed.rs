@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use router::snapshot::{
-    BackendDoc, PlanDoc, RegionDoc, TargetDoc, TargetKind, TargetStatus, TenantDoc, TenantStatus,
+    BackendDoc, CertificateDoc, ChallengeDoc, ChallengeKind, PlanDoc, RegionDoc, TargetDoc,
+    TargetKind, TargetStatus, TenantDoc, TenantStatus,
 };
 use router::{BuildOptions, RoutingTable, Snapshot};
 use sqlx::postgres::PgListener;
@@ -67,10 +68,36 @@ pub async fn read_snapshot(conn: &mut PgConnection, version: u64) -> Result<Snap
     )
     .fetch_all(&mut *conn)
     .await?;
-    // A domain routes once its ownership is proven, until it is removed.
+    // A domain routes once its ownership is proven, until it is removed
+    // or its tenant suspended or deleted.
     let domains: Vec<(String, String)> = sqlx::query_as(
-        "SELECT tenant_id, hostname FROM domains \
-         WHERE verified_at IS NOT NULL AND state <> 'removed' ORDER BY tenant_id, hostname",
+        "SELECT d.tenant_id, d.hostname FROM domains d JOIN tenants t ON t.id = d.tenant_id \
+         WHERE d.verified_at IS NOT NULL AND d.state <> 'removed' AND t.status = 'active' \
+         ORDER BY d.tenant_id, d.hostname",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    // The certificate in force for each of those domains, until it expires.
+    let certificates: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT d.hostname, c.id, extract(epoch FROM c.not_after)::bigint \
+         FROM domains d JOIN tenants t ON t.id = d.tenant_id \
+            JOIN certificates c ON c.id = d.certificate_id \
+         WHERE d.verified_at IS NOT NULL AND d.state <> 'removed' AND t.status = 'active' \
+            AND c.not_after > now() \
+         ORDER BY d.hostname",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    // Ownership proofs of pending domains and ACME challenges in flight.
+    let challenges: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT 'ownership', d.hostname, d.verification_token, d.verification_token \
+            FROM domains d JOIN tenants t ON t.id = d.tenant_id \
+            WHERE d.state = 'pending_verification' AND t.status = 'active' \
+         UNION ALL \
+         SELECT 'acme-http01', c.hostname, c.token, c.key_authorization \
+            FROM acme_challenges c JOIN domains d ON d.id = c.domain_id \
+            WHERE d.state <> 'removed' \
+         ORDER BY 1, 2, 3",
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -153,6 +180,27 @@ pub async fn read_snapshot(conn: &mut PgConnection, version: u64) -> Result<Snap
             .collect(),
         targets,
         tenants,
+        certificates: certificates
+            .into_iter()
+            .map(|(hostname, id, not_after)| CertificateDoc {
+                hostname,
+                id: u64::try_from(id).unwrap_or(0),
+                not_after,
+            })
+            .collect(),
+        challenges: challenges
+            .into_iter()
+            .map(|(kind, hostname, token, response)| ChallengeDoc {
+                kind: if kind == "ownership" {
+                    ChallengeKind::Ownership
+                } else {
+                    ChallengeKind::AcmeHttp01
+                },
+                hostname,
+                token,
+                response,
+            })
+            .collect(),
     })
 }
 
@@ -340,5 +388,45 @@ async fn follow(feed: std::sync::Weak<Feed>) {
                 }
             }
         }
+    }
+}
+
+/// A gateway that polled the feed this recently is live: changes that
+/// need every gateway wait for it.
+pub const LIVE_GATEWAY_SECS: f64 = 30.0;
+
+/// Why [`wait_for_gateways`] gave up.
+#[derive(Debug)]
+pub enum Behind {
+    /// The catalog failed.
+    Catalog(sqlx::Error),
+    /// These live gateways had not applied the version in time.
+    Gateways(Vec<String>),
+}
+
+/// Waits up to `timeout` until every live gateway has applied `version`.
+///
+/// # Errors
+///
+/// [`Behind`]: the gateways still behind, or the catalog's error.
+pub async fn wait_for_gateways(db: &PgPool, version: u64, timeout: Duration) -> Result<(), Behind> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let behind: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM gateways WHERE applied_version < $1 \
+                AND last_seen_at > now() - make_interval(secs => $2) ORDER BY id",
+        )
+        .bind(i64::try_from(version).unwrap_or(i64::MAX))
+        .bind(LIVE_GATEWAY_SECS)
+        .fetch_all(db)
+        .await
+        .map_err(Behind::Catalog)?;
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Behind::Gateways(behind));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

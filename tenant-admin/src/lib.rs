@@ -18,10 +18,12 @@
 //! - [`secrets`]: sealing passwords under `SECRETS_KEY`, hashing tokens.
 //! - `db.rs`: opening pools with a bounded connect that says why it failed.
 
+pub mod acme;
 pub mod api;
 pub mod app;
 pub mod cli;
 mod db;
+pub mod domains;
 pub mod feed;
 pub mod fleet;
 pub mod jobs;
@@ -29,6 +31,7 @@ pub mod migrations;
 pub mod moves;
 pub mod secrets;
 mod tenant_data;
+pub mod verify;
 
 /// The Redis stream gateways read cache purges from (the gateway's `purge_bus`).
 pub const PURGE_STREAM: &str = "switchyard:purges";

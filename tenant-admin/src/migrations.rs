@@ -37,6 +37,11 @@ const CATALOG: &[Embedded] = &[
         "tenant moves",
         include_str!("../../migrations/catalog/0002_tenant_moves.sql"),
     ),
+    (
+        3,
+        "custom domains and certificates",
+        include_str!("../../migrations/catalog/0003_custom_domains.sql"),
+    ),
 ];
 
 const TENANT: &[Embedded] = &[

@@ -51,8 +51,6 @@ pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IN_FLIGHT_GRACE: Duration = Duration::from_millis(1000);
 /// How long the fence waits for transactions that began before it.
 pub const FENCE_WAIT: Duration = Duration::from_secs(10);
-/// Gateways that asked the feed within this many seconds are waited for.
-const LIVE_GATEWAY_SECS: f64 = 30.0;
 
 /// What the catalog says of the tenant now.
 #[derive(Debug, sqlx::FromRow)]
@@ -307,29 +305,15 @@ async fn release(
 
 /// Waits until every live gateway has applied `version`.
 async fn wait_for_gateways(st: &AppState, version: u64) -> Result<(), String> {
-    let deadline = Instant::now() + ACK_TIMEOUT;
-    loop {
-        let behind: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM gateways WHERE applied_version < $1 \
-                AND last_seen_at > now() - make_interval(secs => $2) ORDER BY id",
-        )
-        .bind(i64::try_from(version).unwrap_or(i64::MAX))
-        .bind(LIVE_GATEWAY_SECS)
-        .fetch_all(&st.db)
-        .await
-        .map_err(|e| format!("catalog: {e}"))?;
-        if behind.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "gateways {} did not apply snapshot version {version} within {} s, so they may \
-                 still send the tenant's writes to its old database; the move will be retried",
-                behind.join(", "),
-                ACK_TIMEOUT.as_secs()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    match crate::feed::wait_for_gateways(&st.db, version, ACK_TIMEOUT).await {
+        Ok(()) => Ok(()),
+        Err(crate::feed::Behind::Catalog(e)) => Err(format!("catalog: {e}")),
+        Err(crate::feed::Behind::Gateways(behind)) => Err(format!(
+            "gateways {} did not apply snapshot version {version} within {} s, so they may \
+             still send the tenant's writes to its old database; the move will be retried",
+            behind.join(", "),
+            ACK_TIMEOUT.as_secs()
+        )),
     }
 }
 

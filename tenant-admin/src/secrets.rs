@@ -31,6 +31,8 @@ pub enum Purpose {
     AdminPassword,
     /// A certificate's private key.
     PrivateKey,
+    /// An ACME account's credentials (its key included).
+    AcmeAccount,
 }
 
 impl Purpose {
@@ -39,6 +41,7 @@ impl Purpose {
             Self::DsnPassword => b"switchyard/dsn-password/v1",
             Self::AdminPassword => b"switchyard/admin-password/v1",
             Self::PrivateKey => b"switchyard/private-key/v1",
+            Self::AcmeAccount => b"switchyard/acme-account/v1",
         }
     }
 }

@@ -10,144 +10,12 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Admin, ShardSpec, free_port};
+use support::gateway::{Gateway, get};
+use support::{Admin, ShardSpec};
 use testkit::{PgCluster, Upstream};
-
-/// The gateway binary, built by `cargo test --workspace` (or `cargo build -p gateway`).
-fn gateway_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_tenant-admin")).with_file_name("gateway");
-    assert!(
-        path.exists(),
-        "{} is missing: these tests drive the real gateway; run `cargo build -p gateway` \
-         (cargo test --workspace builds it)",
-        path.display()
-    );
-    path
-}
-
-/// A gateway process following the feed.
-struct Gateway {
-    child: Option<Child>,
-    config: PathBuf,
-    http: SocketAddr,
-    admin: SocketAddr,
-    log: PathBuf,
-}
-
-impl Gateway {
-    fn start(dir: &Path, name: &str, feed: &str, token: &str) -> Self {
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        std::fs::write(dir.join(format!("{name}.token")), format!("{token}\n")).unwrap();
-        let config = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "[gateway]\nregion = \"eu-west\"\nhttp_listen = \"{http}\"\nadmin_listen = \"{admin}\"\n\
-                 base_domains = [\"app.example.test\"]\naccess_log = false\n\n\
-                 [source]\nkind = \"admin\"\nurl = \"{feed}\"\ntoken_file = \"{name}.token\"\n\
-                 cache_path = \"{name}.snapshot.json\"\n\n\
-                 [shutdown]\ngrace_period_secs = 0\ngraceful_shutdown_timeout_secs = 1\n\
-                 upgrade_sock = \"{name}.sock\"\npid_file = \"{name}.pid\"\n"
-            ),
-        )
-        .unwrap();
-        let mut gateway = Self {
-            child: None,
-            config,
-            http,
-            admin,
-            log: dir.join(format!("{name}.log")),
-        };
-        gateway.spawn();
-        gateway
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        self.child = Some(
-            Command::new(gateway_binary())
-                .arg("--config")
-                .arg(&self.config)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("the gateway starts"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while get(self.admin, "/readyz", "gateway.admin").0 != 200 {
-            assert!(
-                Instant::now() < deadline,
-                "the gateway did not become ready:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The tenant id the upstream saw for a request to `host`, or the status.
-    fn tenant_of(&self, host: &str) -> Result<String, u16> {
-        let (status, body) = get(self.http, "/", host);
-        if status != 200 {
-            return Err(status);
-        }
-        let echo: serde_json::Value = serde_json::from_str(&body).map_err(|_| 0u16)?;
-        echo["headers"]["x-tenant-id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or(0)
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("---- gateway log ----\n{}\n---- end ----", self.logs());
-        }
-        self.kill();
-    }
-}
-
-/// A GET with `Host: host`: status (0 when the connection failed) and body.
-fn get(addr: SocketAddr, path: &str, host: &str) -> (u16, String) {
-    testkit::plain_http::request(addr, "GET", path, &[("host", host)], None)
-}
-
-/// Waits up to `limit` for `host` to be routed to `tenant`; how long it took.
-fn routed_within(gateway: &Gateway, host: &str, tenant: &str, limit: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        if gateway.tenant_of(host).as_deref() == Ok(tenant) {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{host} was not routed to {tenant} within {limit:?}: last answer {:?}",
-            gateway.tenant_of(host)
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 async fn stack() -> (Admin, PgCluster, Upstream, String) {
     let admin = Admin::start();
@@ -191,8 +59,7 @@ async fn gateways_route_a_tenant_created_through_the_api_within_a_second() {
             .create_tenant(&json!({"id": id, "slug": slug, "plan": "starter", "region": "eu-west"}))
             .await;
         for gateway in &gateways {
-            routed_within(
-                gateway,
+            gateway.routed_within(
                 &format!("{slug}.app.example.test"),
                 &id,
                 Duration::from_secs(1),
@@ -250,12 +117,7 @@ async fn a_gateway_keeps_routing_while_tenant_admin_is_down_also_after_its_own_r
         .await;
     let dir = tempfile::tempdir().unwrap();
     let mut gateway = Gateway::start(dir.path(), "gw", &admin.base_url(), &token);
-    routed_within(
-        &gateway,
-        "acme.app.example.test",
-        "t-acme",
-        Duration::from_secs(1),
-    );
+    gateway.routed_within("acme.app.example.test", "t-acme", Duration::from_secs(1));
     assert!(
         dir.path().join("gw.snapshot.json").exists(),
         "no last-known-good snapshot written"
@@ -288,8 +150,7 @@ async fn a_gateway_keeps_routing_while_tenant_admin_is_down_also_after_its_own_r
             &json!({"id": "t-initech", "slug": "initech", "plan": "starter", "region": "eu-west"}),
         )
         .await;
-    routed_within(
-        &gateway,
+    gateway.routed_within(
         "initech.app.example.test",
         "t-initech",
         Duration::from_secs(10),
@@ -331,7 +192,7 @@ async fn a_moved_tenant_reads_from_its_old_shard_while_copied_and_its_held_write
     let dir = tempfile::tempdir().unwrap();
     let gateway = Gateway::start(dir.path(), "gw", &admin.base_url(), &token);
     let host = "acme.app.example.test";
-    routed_within(&gateway, host, "t-acme", Duration::from_secs(1));
+    gateway.routed_within(host, "t-acme", Duration::from_secs(1));
     assert_eq!(
         answered_by(gateway.http, "POST", host),
         (200, "shard-1".into())

@@ -79,8 +79,12 @@ async fn migrate_catalog_applies_once_and_dry_run_changes_nothing() {
     assert_eq!(
         tables,
         [
+            "acme_accounts",
+            "acme_challenges",
+            "acme_orders",
             "api_tokens",
             "audit_log",
+            "certificates",
             "cluster_servers",
             "domains",
             "gateways",

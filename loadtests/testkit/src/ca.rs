@@ -79,13 +79,36 @@ impl TestCa {
     pub fn client(&self, alpn: &[&[u8]]) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
         roots.add(self.der.clone()).expect("CA certificate");
-        let mut config =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .expect("TLS 1.2 and 1.3")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Arc::new(config)
+        client_for(roots, alpn)
     }
+}
+
+/// A rustls client configuration trusting only the certificates in `pem`
+/// (for example an ACME CA's issuing root), offering `alpn`.
+///
+/// # Panics
+///
+/// When `pem` holds no certificate or one rustls cannot use as a root.
+pub fn client_trusting_pem(pem: &str, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots
+            .add(cert.expect("a PEM certificate"))
+            .expect("a usable root certificate");
+    }
+    assert!(!roots.is_empty(), "no certificate in the PEM text");
+    client_for(roots, alpn)
+}
+
+fn client_for(roots: RootCertStore, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    let mut config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS 1.2 and 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
 }

@@ -36,12 +36,15 @@
 //! - `account.rs`: which system user a server runs as.
 //! - `port.rs`: free loopback ports and the race for them.
 //! - `ca.rs`: [`TestCa`], certificates for TLS tests and a client that trusts them.
+//! - `pebble.rs`: [`Pebble`] and [`PebbleOptions`], an ACME server (Pebble) with its fake
+//!   DNS server (`pebble-challtestsrv`).
 //! - `error.rs`: [`TestkitError`].
 
 mod account;
 mod binary;
 mod ca;
 mod error;
+mod pebble;
 pub mod plain_http;
 mod port;
 mod postgres;
@@ -51,8 +54,9 @@ pub mod reply;
 mod request;
 mod upstream;
 
-pub use ca::TestCa;
+pub use ca::{TestCa, client_trusting_pem};
 pub use error::{Result, TestkitError};
+pub use pebble::{Pebble, PebbleOptions};
 pub use postgres::{PgCluster, SUPERUSER};
 pub use redis::RedisServer;
 pub use reply::UPSTREAM_HEADER;

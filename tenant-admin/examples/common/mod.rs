@@ -66,6 +66,16 @@ impl Admin {
     /// as its bootstrap operator token, its log to `stderr`; returns once
     /// it is ready.
     pub(crate) fn start(catalog_url: &str, token: &'static str, stderr: impl Into<Stdio>) -> Self {
+        Self::start_with_env(catalog_url, token, stderr, &[])
+    }
+
+    /// As [`Admin::start`], with more environment variables.
+    pub(crate) fn start_with_env(
+        catalog_url: &str,
+        token: &'static str,
+        stderr: impl Into<Stdio>,
+        env: &[(&str, String)],
+    ) -> Self {
         let addr = free_addr();
         let process = Killed(
             Command::new(binary("tenant-admin"))
@@ -73,6 +83,7 @@ impl Admin {
                 .env("DATABASE_URL", catalog_url)
                 .env("ADMIN_BOOTSTRAP_TOKEN", token)
                 .env("RUST_LOG", "warn")
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
                 .stderr(stderr)
                 .spawn()
                 .expect("tenant-admin starts"),

@@ -8,6 +8,7 @@
 //! version (see [`crate::feed::bump`]).
 
 pub mod catalog;
+pub mod domains;
 pub mod moves;
 pub mod ops;
 pub mod problem;
@@ -36,6 +37,7 @@ use crate::app::AppState;
     tags(
         (name = "catalog", description = "Regions, plans, shards, dedicated clusters, cluster servers, tokens"),
         (name = "tenants", description = "Tenants and their lifecycle"),
+        (name = "domains", description = "Tenants' custom domains: ownership proofs, certificates"),
         (name = "operations", description = "Jobs, tenant-schema migrations, audit log, cache purges"),
         (name = "feed", description = "The routing snapshot gateways follow, and the gateways"),
     )
@@ -60,6 +62,7 @@ pub fn routes(state: Arc<AppState>) -> (Router<Arc<AppState>>, utoipa::openapi::
         .merge(catalog::routes())
         .merge(tenants::routes())
         .merge(moves::routes())
+        .merge(domains::routes())
         .merge(ops::routes())
         .split_for_parts();
     let router = router

@@ -124,7 +124,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 /// Middleware on `/v1`: authenticates the bearer token and checks its role
 /// may make this request (`viewer` reads, `operator` reads and writes,
-/// `gateway` reads the routing feed only).
+/// `gateway` reads the routing feed and its certificates only, which no
+/// other role may read).
 pub async fn authenticate(
     State(state): State<Arc<AppState>>,
     mut request: Request,
@@ -139,10 +140,12 @@ pub async fn authenticate(
         Err(e) => return e.into_response(),
     };
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    // Certificate private keys go to gateways only.
+    let keys = path == "/v1/routing/certificates";
     let allowed = match caller.role {
-        Role::Operator => true,
-        Role::Viewer => reads,
-        Role::Gateway => reads && path == "/v1/routing/snapshot",
+        Role::Operator => !keys,
+        Role::Viewer => reads && !keys,
+        Role::Gateway => reads && (keys || path == "/v1/routing/snapshot"),
     };
     if !allowed {
         let what = if reads {

@@ -723,10 +723,12 @@ async fn delete_tenant(
     .bind(&id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE domains SET state = 'removed', updated_at = now() WHERE tenant_id = $1 AND state <> 'removed'")
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
+    let domains: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM domains WHERE tenant_id = $1 AND state <> 'removed'")
+            .bind(&id)
+            .fetch_all(&mut *tx)
+            .await?;
+    crate::domains::remove(&mut tx, &domains).await?;
     // A provisioning job still open has nothing left to do.
     sqlx::query(
         "UPDATE jobs SET state = 'succeeded', result = '{\"superseded\": \"tenant deleted\"}', updated_at = now() \

@@ -11,6 +11,7 @@
 //! - `audit.rs`: one audit row per mutation.
 //! - `provisioning.rs`: shared and dedicated placement, and resuming it.
 //! - `lifecycle.rs`: plan changes, suspension, deletion and purge; row-level security.
+//! - `domains.rs`: custom domains: claims, the rules a name must pass, removal.
 //! - `moves.rs`: tenant moves between shards and to a dedicated database.
 //! - `feed.rs`: the routing snapshot's ETag, long poll and heartbeats.
 //! - `openapi.rs`: the OpenAPI document against the routes served; health and metrics.
@@ -21,6 +22,7 @@ mod support;
 
 mod audit;
 mod auth;
+mod domains;
 mod feed;
 mod idempotency;
 mod lifecycle;
@@ -61,6 +63,7 @@ async fn written(db: &PgPool) -> BTreeMap<&'static str, i64> {
         "audit_log",
         "snapshot_versions",
         "api_tokens",
+        "domains",
     ] {
         counts.insert(table, count(db, table).await);
     }

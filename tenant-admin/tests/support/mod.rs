@@ -18,6 +18,8 @@
 //! JSON log) is kept in a file and its tail is printed when a test panics.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod gateway;
+
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
