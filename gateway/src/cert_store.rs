@@ -120,6 +120,8 @@ pub struct FeedCert {
     pub id: u64,
     /// Its expiry (seconds since the Unix epoch), from the reference.
     pub not_after: i64,
+    /// The tenant the routing table gave the hostname when it was loaded.
+    pub tenant: Option<String>,
     /// The chain and signing key.
     pub key: Arc<CertifiedKey>,
 }
@@ -129,6 +131,7 @@ impl fmt::Debug for FeedCert {
         f.debug_struct("FeedCert")
             .field("id", &self.id)
             .field("not_after", &self.not_after)
+            .field("tenant", &self.tenant)
             .finish_non_exhaustive()
     }
 }
@@ -161,7 +164,8 @@ impl fmt::Debug for CertStore {
 pub struct FeedPlan {
     /// What to serve now: every loaded certificate still referenced, and,
     /// for a host whose reference moved to a new issuance not loaded yet,
-    /// its previous certificate while that has not expired.
+    /// its previous certificate while that has not expired and the host
+    /// still belongs to the tenant it was loaded for.
     pub serve: FeedCerts,
     /// References whose certificate is not loaded.
     pub missing: Vec<CertRef>,
@@ -170,10 +174,17 @@ pub struct FeedPlan {
 }
 
 /// Compares the feed's certificates in force with a snapshot's references
-/// (`wanted`), at `now` (seconds since the Unix epoch). `serve` holds only
-/// entries of `current`: anything a snapshot stopped referencing (a
-/// removed domain, a tenant suspended or deleted) is gone from it.
-pub fn plan_feed(current: &FeedCerts, wanted: &[CertRef], now: i64) -> FeedPlan {
+/// (`wanted`), at `now` (seconds since the Unix epoch); `owner` gives the
+/// snapshot's tenant id for a hostname. `serve` holds only entries of
+/// `current`: anything a snapshot stopped referencing (a removed domain, a
+/// tenant suspended or deleted) is gone from it, and so is a previous
+/// certificate whose host now belongs to another tenant.
+pub fn plan_feed<'t>(
+    current: &FeedCerts,
+    wanted: &[CertRef],
+    owner: impl Fn(&str) -> Option<&'t str>,
+    now: i64,
+) -> FeedPlan {
     let mut plan = FeedPlan {
         serve: HashMap::with_capacity(wanted.len()),
         ..FeedPlan::default()
@@ -186,7 +197,9 @@ pub fn plan_feed(current: &FeedCerts, wanted: &[CertRef], now: i64) -> FeedPlan 
             }
             held => {
                 plan.missing.push(reference.clone());
-                if let Some(previous) = held.filter(|p| p.not_after > now) {
+                let same_owner =
+                    |p: &FeedCert| p.tenant.is_some() && p.tenant.as_deref() == owner(host);
+                if let Some(previous) = held.filter(|p| p.not_after > now && same_owner(p)) {
                     plan.serve.insert(host.to_owned(), previous.clone());
                 }
             }
@@ -371,8 +384,13 @@ mod tests {
         FeedCert {
             id,
             not_after,
+            tenant: Some("t_acme".to_owned()),
             key: key.clone(),
         }
+    }
+
+    fn acme(_: &str) -> Option<&'static str> {
+        Some("t_acme")
     }
 
     #[test]
@@ -393,7 +411,7 @@ mod tests {
             reference("expired.test", 40, 9_000),
             reference("new.test", 5, 9_000),
         ];
-        let plan = plan_feed(&current, &wanted, now);
+        let plan = plan_feed(&current, &wanted, acme, now);
 
         let mut serving: Vec<_> = plan.serve.iter().map(|(h, c)| (h.as_str(), c.id)).collect();
         serving.sort();
@@ -404,9 +422,50 @@ mod tests {
         assert_eq!(missing, [30, 40, 5]);
         assert_eq!(plan.dropped, ["expired.test", "removed.test"]);
 
-        let nothing = plan_feed(&current, &[], now);
+        let nothing = plan_feed(&current, &[], acme, now);
         assert!(nothing.serve.is_empty() && nothing.missing.is_empty());
         assert_eq!(nothing.dropped.len(), 4);
+    }
+
+    #[test]
+    fn a_previous_certificate_stands_in_only_while_its_host_keeps_its_tenant() {
+        let ca = testkit::TestCa::new();
+        let dir = tempfile::tempdir().unwrap();
+        let key = issue(&ca, dir.path(), "a", &["shop.acme.test"]);
+        let now = 1_000;
+        let current = FeedCerts::from([("shop.acme.test".to_owned(), held(&key, 1, 5_000))]);
+        let wanted = [reference("shop.acme.test", 2, 9_000)];
+        let serving = |plan: &FeedPlan| {
+            plan.serve
+                .iter()
+                .map(|(h, c)| (h.clone(), c.id))
+                .collect::<Vec<_>>()
+        };
+
+        // A renewal for the same tenant: the previous one stands in.
+        let renewed = plan_feed(&current, &wanted, acme, now);
+        assert_eq!(serving(&renewed), [("shop.acme.test".to_owned(), 1)]);
+        assert!(renewed.dropped.is_empty());
+        assert_eq!(renewed.missing.len(), 1);
+
+        // The domain moved to another tenant (or none): the previous
+        // owner's certificate is dropped at once.
+        for owner in [Some("t_globex"), None] {
+            let moved = plan_feed(&current, &wanted, |_| owner, now);
+            assert!(moved.serve.is_empty(), "{owner:?}");
+            assert_eq!(moved.dropped, ["shop.acme.test"]);
+            assert_eq!(moved.missing.len(), 1);
+        }
+
+        // One loaded without a known tenant never stands in.
+        let unknown = FeedCerts::from([(
+            "shop.acme.test".to_owned(),
+            FeedCert {
+                tenant: None,
+                ..held(&key, 1, 5_000)
+            },
+        )]);
+        assert!(plan_feed(&unknown, &wanted, acme, now).serve.is_empty());
     }
 
     #[test]

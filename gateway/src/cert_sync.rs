@@ -23,6 +23,15 @@
 //!    an id tenant-admin no longer has is retried until a newer snapshot
 //!    drops it.
 //!
+//! A host whose domain moved to another tenant loses its previous
+//! certificate at once, in step 1: only a renewal for the same tenant
+//! keeps it meanwhile.
+//!
+//! Certificates carry private keys: they are never fetched over plain
+//! `http://` from a host other than `localhost` or a loopback address.
+//! With such a `source.url`, only the kept ones are served; this is
+//! logged once and counted as `reason="plain_http"`.
+//!
 //! A fetch in flight never holds back step 1 for a newer table. Log lines
 //! name hostnames and ids, never PEM. Operators and tests can wait for
 //! `gateway: certificates from the feed:`.
@@ -53,6 +62,10 @@ use crate::tls::hosts;
 
 /// Requests to tenant-admin in flight at once while catching up.
 const CONCURRENT_REQUESTS: usize = 4;
+
+/// Metric reason of a round refused because the feed URL is plain
+/// `http://` to a host other than loopback.
+const PLAIN_HTTP: &str = "plain_http";
 
 /// Seconds since the Unix epoch.
 fn unix_now() -> i64 {
@@ -85,7 +98,7 @@ pub fn load_kept(config: &Config, table: &RoutingTable, store: &CertStore, metri
             Ok(Some(key)) => {
                 certs.insert(
                     reference.hostname.as_str().to_owned(),
-                    feed_cert(reference, key),
+                    feed_cert(table, reference, key),
                 );
             }
             Ok(None) => {}
@@ -116,10 +129,15 @@ fn cache_dir(config: &Config) -> Option<&std::path::Path> {
     }
 }
 
-fn feed_cert(reference: &CertRef, key: Arc<CertifiedKey>) -> FeedCert {
+/// The certificate loaded for `reference`, with the tenant `table` gives
+/// its hostname.
+fn feed_cert(table: &RoutingTable, reference: &CertRef, key: Arc<CertifiedKey>) -> FeedCert {
     FeedCert {
         id: reference.id,
         not_after: reference.not_after,
+        tenant: table
+            .tenant_by_domain(reference.hostname.as_str())
+            .map(|t| t.id().to_owned()),
         key,
     }
 }
@@ -134,6 +152,9 @@ pub struct CertSync {
     token_file: PathBuf,
     /// Where fetched certificates are kept for the next start.
     cache_dir: PathBuf,
+    /// The feed's host when `source.url` is plain `http://` to a host
+    /// other than loopback: nothing is fetched from it.
+    cleartext_host: Option<String>,
     /// Its swaps wake the service; its table says what to serve.
     state: Arc<RoutingState>,
     store: Arc<CertStore>,
@@ -155,10 +176,12 @@ impl CertSync {
         let Source::Admin { token_file, .. } = &config.source else {
             return None;
         };
+        let cleartext_host = client.url().cleartext_remote_host().map(str::to_owned);
         Some(Self {
             client,
             token_file: token_file.clone(),
             cache_dir,
+            cleartext_host,
             state,
             store,
             metrics,
@@ -169,7 +192,8 @@ impl CertSync {
     /// still to load.
     fn follow(&self, table: Option<&RoutingTable>, sync: &mut Progress) -> Vec<CertRef> {
         let wanted = table.map_or(&[][..], RoutingTable::certificates);
-        let plan = cert_store::plan_feed(&self.store.feed(), wanted, unix_now());
+        let owner = |host: &str| table.and_then(|t| t.tenant_by_domain(host)).map(|t| t.id());
+        let plan = cert_store::plan_feed(&self.store.feed(), wanted, owner, unix_now());
         if !plan.dropped.is_empty() {
             eprintln!(
                 "gateway: certificates from the feed: dropped {}; {} in force",
@@ -228,6 +252,7 @@ impl CertSync {
             self.client.clone(),
             self.token_file.clone(),
             self.cache_dir.clone(),
+            self.cleartext_host.clone(),
             missing,
         );
         InFlight(tokio::spawn(round))
@@ -238,10 +263,10 @@ impl CertSync {
     fn finish(&self, round: RoundResult, sync: &mut Progress) {
         sync.in_flight.clear();
         sync.failed = round.retry.iter().copied().collect();
-        let table = self.state.current();
+        let current = self.state.current();
+        let table = current.as_ref().map(|t| &t.table);
         let wanted: HashMap<&str, u64> = table
-            .as_ref()
-            .map(|t| t.table.certificates())
+            .map(|t| t.certificates())
             .unwrap_or_default()
             .iter()
             .map(|r| (r.hostname.as_str(), r.id))
@@ -250,8 +275,10 @@ impl CertSync {
         let mut loaded = Vec::new();
         for (reference, key) in round.loaded {
             let host = reference.hostname.as_str();
-            if wanted.get(host) == Some(&reference.id) {
-                next.insert(host.to_owned(), feed_cert(&reference, key));
+            if let Some(table) = table
+                && wanted.get(host) == Some(&reference.id)
+            {
+                next.insert(host.to_owned(), feed_cert(table, &reference, key));
                 loaded.push(host.to_owned());
             }
         }
@@ -300,15 +327,24 @@ impl CertSync {
                 sync.retry_at = Some(Instant::now() + pause);
                 if sync.trouble != Some(failure.kind) {
                     sync.trouble = Some(failure.kind);
-                    eprintln!(
-                        "gateway: cannot fetch certificates from {}: {}; serving the ones loaded meanwhile, retrying with backoff",
-                        self.client.url(),
-                        failure.message
-                    );
+                    if failure.kind == PLAIN_HTTP {
+                        eprintln!(
+                            "gateway: {}; serving only the certificates kept in source.cert_cache_dir",
+                            failure.message
+                        );
+                    } else {
+                        eprintln!(
+                            "gateway: cannot fetch certificates from {}: {}; serving the ones loaded meanwhile, retrying with backoff",
+                            self.client.url(),
+                            failure.message
+                        );
+                    }
                 }
             }
             None => {
-                if sync.trouble.take().is_some() {
+                // A plain http:// feed URL stands until a restart: a round
+                // that had nothing to fetch does not end it.
+                if sync.trouble.take_if(|kind| *kind != PLAIN_HTTP).is_some() {
                     eprintln!(
                         "gateway: certificates can be fetched from {} again",
                         self.client.url()
@@ -454,6 +490,7 @@ impl Round {
         client: Arc<FeedClient>,
         token_file: PathBuf,
         dir: PathBuf,
+        cleartext_host: Option<String>,
         missing: Vec<CertRef>,
     ) -> RoundResult {
         let mut result = RoundResult::default();
@@ -493,6 +530,10 @@ impl Round {
             }
         };
         if rest.is_empty() {
+            return result;
+        }
+        if let Some(host) = cleartext_host {
+            result.fail(plain_http(&host), rest.iter().map(|r| r.id).collect());
             return result;
         }
         let token = match read_token(&token_file) {
@@ -544,6 +585,18 @@ impl Round {
             }
         }
         result
+    }
+}
+
+/// The refusal to fetch private keys over plain `http://` from `host`.
+fn plain_http(host: &str) -> Failure {
+    Failure {
+        kind: PLAIN_HTTP,
+        auth: false,
+        message: format!(
+            "certificates are not fetched over plain http:// from {host}: use an https:// feed URL"
+        ),
+        requests: 1,
     }
 }
 
@@ -701,5 +754,41 @@ mod tests {
         );
         let absent: Vec<_> = checked.absent.iter().map(|r| r.id).collect();
         assert_eq!(absent, [4]);
+    }
+
+    #[tokio::test]
+    async fn private_keys_are_not_fetched_over_plain_http_from_another_host() {
+        let ca = testkit::TestCa::new();
+        let dir = tempfile::tempdir().unwrap();
+        let issued = tempfile::tempdir().unwrap();
+        let kept = fetched(&ca, issued.path(), 1, "kept.test", &["kept.test"]);
+        cert_cache::store(dir.path(), &kept).unwrap();
+        // Nothing listens there: any request would fail otherwise.
+        let url = crate::feed_client::FeedUrl::parse("http://tenant-admin.internal:1").unwrap();
+        let host = url.cleartext_remote_host().map(str::to_owned);
+        assert_eq!(host.as_deref(), Some("tenant-admin.internal"));
+        let client = Arc::new(FeedClient::new(url, pingora::tls::RootCertStore::empty()));
+
+        let round = Round::run(
+            client,
+            dir.path().join("no-token"),
+            dir.path().to_owned(),
+            host,
+            vec![reference("kept.test", 1), reference("new.test", 2)],
+        )
+        .await;
+        // The kept certificate is still served.
+        let loaded: Vec<_> = round.loaded.iter().map(|(r, _)| r.id).collect();
+        assert_eq!(loaded, [1]);
+        let failure = round.failure.expect("the fetch was refused");
+        assert_eq!(
+            (failure.kind, failure.requests, failure.auth),
+            (PLAIN_HTTP, 1, false)
+        );
+        assert_eq!(
+            failure.message,
+            "certificates are not fetched over plain http:// from tenant-admin.internal: use an https:// feed URL"
+        );
+        assert_eq!(round.retry, [2]);
     }
 }

@@ -29,11 +29,18 @@ pub fn check(config: &Config) -> Result<Summary, Vec<String>> {
             check_snapshot(path, config, "snapshot", &mut summary, &mut problems);
         }
         Source::Admin {
+            url,
             token_file,
             cache_path,
             cert_cache_dir,
-            ..
         } => {
+            if config.https_listen.is_some()
+                && let Some(host) = url.cleartext_remote_host()
+            {
+                problems.push(format!(
+                    "source.url: certificates and their private keys are not fetched over plain http:// from {host}: use an https:// feed URL (plain http:// is only for localhost or a loopback address)"
+                ));
+            }
             match std::fs::read_to_string(token_file) {
                 Ok(token) if token.trim().is_empty() => problems.push(format!(
                     "source.token_file: {} is empty",
@@ -112,4 +119,48 @@ fn describe(path: &Path, loaded: &snapshot_file::LoadedTable) -> String {
         t.certificates().len(),
         t.challenge_count()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `check` of a feed config with `url`, with or without an HTTPS
+    /// listener; its problems.
+    fn problems(url: &str, https: bool) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "secret\n").unwrap();
+        let listen = if https {
+            "https_listen = \"127.0.0.1:8443\""
+        } else {
+            "http_listen = \"127.0.0.1:8080\""
+        };
+        let text = format!(
+            "[gateway]\nregion = \"eu-west\"\n{listen}\nadmin_listen = \"127.0.0.1:9090\"\n\n\
+             [source]\nkind = \"admin\"\nurl = \"{url}\"\ntoken_file = \"token\"\n\
+             cache_path = \"snapshot.json\"\n"
+        );
+        let config = Config::from_toml(&text, &dir.path().join("gateway.toml")).unwrap();
+        check(&config).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_plain_http_feed_to_another_host_is_a_problem_only_when_certificates_are_served() {
+        let found = problems("http://tenant-admin.internal:8080", true);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with(
+                "source.url: certificates and their private keys are not fetched over plain http:// from tenant-admin.internal: use an https:// feed URL"
+            ),
+            "{found:?}"
+        );
+        for (url, https) in [
+            ("http://tenant-admin.internal:8080", false),
+            ("http://127.0.0.1:8080", true),
+            ("http://localhost:8080", true),
+            ("https://tenant-admin.internal", true),
+        ] {
+            assert_eq!(problems(url, https), Vec::<String>::new(), "{url} {https}");
+        }
+    }
 }

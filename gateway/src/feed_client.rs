@@ -107,6 +107,18 @@ impl FeedUrl {
         self.https
     }
 
+    /// The host, when the feed is reached over plain `http://` to a host
+    /// other than `localhost` or a loopback address (127.0.0.0/8, `::1`):
+    /// certificates and their private keys are not fetched from it.
+    pub fn cleartext_remote_host(&self) -> Option<&str> {
+        let loopback = self.host.eq_ignore_ascii_case("localhost")
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().is_loopback());
+        (!self.https && !loopback).then_some(self.host.as_str())
+    }
+
     /// The path tenant-admin is mounted under, without a trailing `/`.
     pub(crate) fn prefix(&self) -> &str {
         &self.prefix
@@ -448,6 +460,37 @@ mod tests {
         assert!(!e.contains("hunter2"), "{e}");
         assert!(FeedUrl::parse("http://tenant-admin/?x=1").is_err());
         assert!(FeedUrl::parse("http://tenant-admin/#x").is_err());
+    }
+
+    #[test]
+    fn only_plain_http_to_another_host_than_loopback_is_cleartext_remote() {
+        let remote = |text: &str| {
+            FeedUrl::parse(text)
+                .unwrap()
+                .cleartext_remote_host()
+                .map(str::to_owned)
+        };
+        for local in [
+            "http://127.0.0.1:9000",
+            "http://127.8.9.10",
+            "http://[::1]:9000",
+            "http://localhost:9000/admin",
+            "http://LOCALHOST",
+            "https://tenant-admin.internal",
+            "https://10.0.0.5",
+        ] {
+            assert_eq!(remote(local), None, "{local}");
+        }
+        assert_eq!(
+            remote("http://tenant-admin.internal:8080").as_deref(),
+            Some("tenant-admin.internal")
+        );
+        assert_eq!(remote("http://10.0.0.5").as_deref(), Some("10.0.0.5"));
+        assert_eq!(remote("http://[fe80::1]").as_deref(), Some("fe80::1"));
+        assert_eq!(
+            remote("http://localhost.evil.test").as_deref(),
+            Some("localhost.evil.test")
+        );
     }
 
     #[test]

@@ -214,7 +214,7 @@ impl Metrics {
         let certificate_fetch_failures = IntCounterVec::new(
             Opts::new(
                 "switchyard_gateway_certificate_fetch_failures_total",
-                "Failed loads of certificates the routing snapshot refers to, by reason (connect, tls, timeout, http, body, auth, status_5xx, status_other, invalid, rejected, absent, internal)",
+                "Failed loads of certificates the routing snapshot refers to, by reason (connect, tls, timeout, http, body, auth, status_5xx, status_other, invalid, rejected, absent, internal, plain_http)",
             ),
             &["reason"],
         )

@@ -20,7 +20,7 @@ ALTER TABLE domains
     -- retry after a failure), and how many orders in a row have failed.
     ADD COLUMN next_issue_at timestamptz,
     ADD COLUMN issue_failures integer NOT NULL DEFAULT 0,
-    -- The tenant-admin replica ordering a certificate for the domain, until
+    -- The order holding the domain (`<replica>/<acme_orders.id>`), until
     -- when: one issuer per domain at a time, whatever the replica count.
     ADD COLUMN lease_owner text,
     ADD COLUMN lease_until timestamptz,
@@ -48,6 +48,9 @@ CREATE INDEX certificates_domain ON certificates (domain_id);
 
 ALTER TABLE domains
     ADD COLUMN certificate_id bigint REFERENCES certificates (id);
+-- Expiry sweeps and certificate deletions look domains up by certificate.
+CREATE INDEX domains_certificate ON domains (certificate_id) WHERE certificate_id IS NOT NULL;
+CREATE INDEX certificates_not_after ON certificates (not_after);
 
 -- The ACME account per CA directory, its credentials (key included) sealed.
 CREATE TABLE acme_accounts (
@@ -62,9 +65,13 @@ CREATE TABLE acme_challenges (
     domain_id           bigint NOT NULL REFERENCES domains (id),
     hostname            text NOT NULL,
     key_authorization   text NOT NULL,
+    -- The order (acme_orders.id) that published it: only that order
+    -- withdraws it.
+    order_id            bigint NOT NULL,
     created_at          timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX acme_challenges_domain ON acme_challenges (domain_id);
+CREATE INDEX acme_challenges_order ON acme_challenges (order_id);
 
 -- Every certificate order: the CA's rate limits are counted from here
 -- (globally and per tenant), and it is the issuance history.

@@ -300,6 +300,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         }
         None => None,
     };
+    crate::feed::set_base_domains(config.domains.base_domains.clone());
     let feed = Feed::start(db.clone()).await?;
     let state = Arc::new(AppState {
         db: db.clone(),

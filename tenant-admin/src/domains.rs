@@ -50,6 +50,12 @@ const CHECKS_PER_ROUND: i64 = 32;
 /// far less ([`ORDER_DEADLINE`] plus the publication), and a replica that
 /// dies mid-order leaves the domain to another once it runs out.
 const LEASE: Duration = Duration::from_secs(600);
+/// Longest time a whole order (account, order, publication, validation,
+/// download) may take; well inside [`LEASE`].
+const ORDER_BUDGET: Duration = Duration::from_secs(420);
+/// Orders failing in a row before the domain is left alone (until
+/// `POST …/renew` or a new verification).
+const MAX_ISSUE_FAILURES: i32 = 20;
 /// Longest time from "challenges ready" to the certificate downloaded.
 const ORDER_DEADLINE: Duration = Duration::from_secs(180);
 /// How long the gateways get to apply a snapshot with new challenges.
@@ -460,18 +466,6 @@ async fn claim_orders(st: &AppState, slots: usize) -> Result<Vec<Claim>, sqlx::E
             continue;
         }
         *tenant_count += 1;
-        sqlx::query(
-            "UPDATE domains SET lease_owner = $2, lease_until = now() + make_interval(secs => $3), \
-                state = CASE WHEN $4 AND state IN ('active', 'renewing') THEN 'renewing' \
-                    ELSE 'issuing' END::domain_state, \
-                updated_at = now() WHERE id = $1",
-        )
-        .bind(domain)
-        .bind(&st.domains.owner)
-        .bind(LEASE.as_secs_f64())
-        .bind(has_cert)
-        .execute(&mut *tx)
-        .await?;
         let order_row: i64 = sqlx::query_scalar(
             "INSERT INTO acme_orders (domain_id, tenant_id, hostname, renewal, owner) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -483,6 +477,20 @@ async fn claim_orders(st: &AppState, slots: usize) -> Result<Vec<Claim>, sqlx::E
         .bind(&st.domains.owner)
         .fetch_one(&mut *tx)
         .await?;
+        // The lease names this order, not only this replica: an order that
+        // outlived its lease cannot touch the one that took over.
+        sqlx::query(
+            "UPDATE domains SET lease_owner = $2, lease_until = now() + make_interval(secs => $3), \
+                state = CASE WHEN $4 AND state IN ('active', 'renewing') THEN 'renewing' \
+                    ELSE 'issuing' END::domain_state, \
+                updated_at = now() WHERE id = $1",
+        )
+        .bind(domain)
+        .bind(lease_token(&st.domains.owner, order_row))
+        .bind(LEASE.as_secs_f64())
+        .bind(has_cert)
+        .execute(&mut *tx)
+        .await?;
         claims.push(Claim {
             domain,
             hostname,
@@ -492,6 +500,39 @@ async fn claim_orders(st: &AppState, slots: usize) -> Result<Vec<Claim>, sqlx::E
     }
     tx.commit().await?;
     Ok(claims)
+}
+
+/// The lease of order `order_row` by replica `owner`.
+fn lease_token(owner: &str, order_row: i64) -> String {
+    format!("{owner}/{order_row}")
+}
+
+/// Locks the claimed domain's row; whether this order still holds its
+/// lease and the domain is not removed. Either way this order's own
+/// challenges are withdrawn (row lock first, then challenges, in every path).
+async fn hold_lease(
+    tx: &mut sqlx::PgConnection,
+    st: &AppState,
+    claim: &Claim,
+) -> Result<(bool, Option<i64>), sqlx::Error> {
+    let row: Option<(String, Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT state::text, lease_owner, certificate_id FROM domains WHERE id = $1 FOR UPDATE",
+    )
+    .bind(claim.domain)
+    .fetch_optional(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM acme_challenges WHERE order_id = $1")
+        .bind(claim.order_row)
+        .execute(&mut *tx)
+        .await?;
+    let token = lease_token(&st.domains.owner, claim.order_row);
+    Ok(match row {
+        Some((state, owner, cert)) => (
+            state != "removed" && owner.as_deref() == Some(token.as_str()),
+            cert,
+        ),
+        None => (false, None),
+    })
 }
 
 /// The ACME account, loaded from the catalog or registered once.
@@ -549,9 +590,24 @@ async fn account(st: &AppState) -> Result<Arc<Acme>, AcmeError> {
 /// records why not.
 async fn order(st: &AppState, claim: Claim) {
     st.metrics.acme_orders.with_label_values(&["started"]).inc();
-    let outcome = issue(st, &claim).await;
+    // Bounded well inside the lease, so no other order starts meanwhile.
+    let outcome = match tokio::time::timeout(ORDER_BUDGET, issue(st, &claim)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(AcmeError::Transient(format!(
+            "the order did not finish within {} s",
+            ORDER_BUDGET.as_secs()
+        ))),
+    };
     let recorded = match &outcome {
-        Ok(issued) => store(st, &claim, issued).await,
+        Ok(issued) => match store(st, &claim, issued).await {
+            Ok(stored) => Ok(stored),
+            // Not stored: record it as a failure, so the domain is retried
+            // with backoff instead of waiting out its lease.
+            Err(e) => {
+                let error = AcmeError::Transient(format!("cannot store the certificate: {e}"));
+                record_failure(st, &claim, &error).await.and(Err(e))
+            }
+        },
         Err(e) => record_failure(st, &claim, e).await,
     };
     let label = match (&outcome, &recorded) {
@@ -603,13 +659,14 @@ async fn publish_challenges(
     let mut tx = st.db.begin().await.map_err(catalog)?;
     for c in challenges {
         sqlx::query(
-            "INSERT INTO acme_challenges (token, domain_id, hostname, key_authorization) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (token) DO NOTHING",
+            "INSERT INTO acme_challenges (token, domain_id, hostname, key_authorization, order_id) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (token) DO NOTHING",
         )
         .bind(&c.token)
         .bind(claim.domain)
         .bind(&claim.hostname)
         .bind(&c.key_authorization)
+        .bind(claim.order_row)
         .execute(&mut *tx)
         .await
         .map_err(catalog)?;
@@ -640,12 +697,7 @@ async fn store(
         return Err(sqlx::Error::Protocol("SECRETS_KEY is not set".into()));
     };
     let mut tx = st.db.begin().await?;
-    let row: Option<(String, Option<String>, Option<i64>)> = sqlx::query_as(
-        "SELECT state::text, lease_owner, certificate_id FROM domains WHERE id = $1 FOR UPDATE",
-    )
-    .bind(claim.domain)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let (ours, previous) = hold_lease(&mut tx, st, claim).await?;
     let finish = |outcome: &'static str, error: Option<String>| {
         sqlx::query(
             "UPDATE acme_orders SET finished_at = now(), outcome = $2, error = $3 WHERE id = $1",
@@ -654,17 +706,10 @@ async fn store(
         .bind(outcome)
         .bind(error)
     };
-    let Some((state, owner, previous)) = row else {
-        return Ok(false);
-    };
-    sqlx::query("DELETE FROM acme_challenges WHERE domain_id = $1")
-        .bind(claim.domain)
-        .execute(&mut *tx)
-        .await?;
-    if state == "removed" || owner.as_deref() != Some(st.domains.owner.as_str()) {
+    if !ours {
         finish(
             "failed",
-            Some("the domain was removed or taken over".into()),
+            Some("the domain was removed, or its order taken over".into()),
         )
         .execute(&mut *tx)
         .await?;
@@ -734,10 +779,7 @@ async fn record_failure(
     };
     let reason = error.to_string();
     let mut tx = st.db.begin().await?;
-    sqlx::query("DELETE FROM acme_challenges WHERE domain_id = $1")
-        .bind(claim.domain)
-        .execute(&mut *tx)
-        .await?;
+    let (ours, _) = hold_lease(&mut tx, st, claim).await?;
     sqlx::query(
         "UPDATE acme_orders SET finished_at = now(), outcome = 'failed', error = $2 WHERE id = $1",
     )
@@ -745,20 +787,33 @@ async fn record_failure(
     .bind(&reason)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "UPDATE domains d SET issue_failures = issue_failures + 1, last_error = $3, \
-            next_issue_at = now() + make_interval(secs => $4), \
-            lease_owner = NULL, lease_until = NULL, updated_at = now(), \
-            state = coalesce((SELECT CASE WHEN c.not_after > now() THEN 'renewing' ELSE 'expired' END \
-                FROM certificates c WHERE c.id = d.certificate_id), 'failed')::domain_state \
-         WHERE d.id = $1 AND d.lease_owner = $2 AND d.state <> 'removed'",
-    )
-    .bind(claim.domain)
-    .bind(&st.domains.owner)
-    .bind(format!("certificate order failed: {reason}"))
-    .bind(wait.as_secs_f64())
-    .execute(&mut *tx)
-    .await?;
+    // Past MAX_ISSUE_FAILURES in a row the domain is left alone: its name
+    // most likely no longer points at the platform.
+    let given_up = claim.failures + 1 >= MAX_ISSUE_FAILURES;
+    let message = if given_up {
+        format!(
+            "certificate order failed {MAX_ISSUE_FAILURES} times in a row, no more are tried \
+             until POST …/renew: {reason}"
+        )
+    } else {
+        format!("certificate order failed: {reason}")
+    };
+    if ours {
+        sqlx::query(
+            "UPDATE domains d SET issue_failures = issue_failures + 1, last_error = $2, \
+                next_issue_at = CASE WHEN $4 THEN NULL ELSE now() + make_interval(secs => $3) END, \
+                lease_owner = NULL, lease_until = NULL, updated_at = now(), \
+                state = coalesce((SELECT CASE WHEN c.not_after > now() THEN 'renewing' ELSE 'expired' END \
+                    FROM certificates c WHERE c.id = d.certificate_id), 'failed')::domain_state \
+             WHERE d.id = $1",
+        )
+        .bind(claim.domain)
+        .bind(message)
+        .bind(wait.as_secs_f64())
+        .bind(given_up)
+        .execute(&mut *tx)
+        .await?;
+    }
     bump(
         &mut tx,
         &format!("ACME challenge for {} withdrawn", claim.hostname),

@@ -204,6 +204,16 @@ pub async fn read_snapshot(conn: &mut PgConnection, version: u64) -> Result<Snap
     })
 }
 
+/// The platform's base domains, checked as gateways check them: set once
+/// at start ([`set_base_domains`]).
+static BASE_DOMAINS: std::sync::OnceLock<Vec<router::Hostname>> = std::sync::OnceLock::new();
+
+/// Makes [`bump`] refuse a snapshot with a custom domain at or below one
+/// of `base_domains`, as a gateway with those base domains would.
+pub fn set_base_domains(base_domains: Vec<router::Hostname>) {
+    let _ = BASE_DOMAINS.set(base_domains);
+}
+
 /// The newest version in the catalog (0 before the first change).
 ///
 /// # Errors
@@ -243,7 +253,10 @@ pub async fn bump(conn: &mut PgConnection, reason: &str) -> Result<u64, BumpErro
         .execute(&mut *conn)
         .await?;
     let snapshot = read_snapshot(&mut *conn, 0).await?;
-    if let Err(problems) = RoutingTable::build(&snapshot, &BuildOptions::default()) {
+    let options = BuildOptions {
+        base_domains: BASE_DOMAINS.get().cloned().unwrap_or_default(),
+    };
+    if let Err(problems) = RoutingTable::build(&snapshot, &options) {
         return Err(BumpError::Invalid(
             problems
                 .iter()

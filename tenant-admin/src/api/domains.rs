@@ -8,6 +8,7 @@
 //! and private keys of the certificates the routing snapshot references.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -299,6 +300,13 @@ pub struct NewDomain {
 
 /// Checks that `raw` may be claimed as a custom domain; the normalised name.
 fn claimable(st: &AppState, raw: &str) -> ApiResult<String> {
+    if st.domains.base_domains.is_empty() {
+        // Without them a tenant could claim a platform name (even another
+        // tenant's `{slug}.{base}`), and gateways would refuse the snapshot.
+        return Err(ApiError::unavailable(
+            "custom domains are off: tenant-admin runs without BASE_DOMAINS (the platform's own domains)",
+        ));
+    }
     let host = validate::hostname("hostname", raw)?;
     if host.parse::<std::net::Ipv6Addr>().is_ok() || host.starts_with('[') {
         return Err(ApiError::invalid(
@@ -464,14 +472,21 @@ async fn verify_domain(
         return Ok(Json(row.into()));
     }
     if row.state == "failed" {
-        // Verification gave up; the customer asks again.
+        // Verification gave up; the customer asks again: the HTTP proof is
+        // published again, and the background checks resume.
+        let mut tx = st.db.begin().await?;
         sqlx::query(
             "UPDATE domains SET state = 'pending_verification', check_failures = 0, \
-                checks_since = now(), updated_at = now() WHERE id = $1 AND state = 'failed'",
+                checks_since = now(), next_check_at = now() + interval '10 seconds', \
+                updated_at = now() WHERE id = $1 AND state = 'failed'",
         )
         .bind(row.id)
-        .execute(&st.db)
+        .execute(&mut *tx)
         .await?;
+        let version = publish(&mut tx, &format!("domain.verify {}", row.hostname)).await?;
+        tx.commit().await?;
+        // Best effort: the HTTP proof needs the gateways to answer it.
+        let _ = crate::feed::wait_for_gateways(&st.db, version, Duration::from_secs(5)).await;
     }
     let outcome = st
         .domains
@@ -638,10 +653,13 @@ async fn certificates(State(st): St, Query(q): Query<CertificateQuery>) -> ApiRe
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for (id, hostname, not_after, chain_pem, sealed) in rows {
-        let key_pem = key.open_text(Purpose::PrivateKey, &sealed).map_err(|e| {
+        // One key that cannot be opened leaves that certificate out (the
+        // gateway retries it), not the whole batch.
+        let Ok(key_pem) = key.open_text(Purpose::PrivateKey, &sealed).inspect_err(|e| {
             tracing::error!(certificate = id, %hostname, error = %e, "cannot open a certificate key");
-            ApiError::unavailable("a certificate key cannot be opened with this SECRETS_KEY")
-        })?;
+        }) else {
+            continue;
+        };
         out.push(CertificatePair {
             id,
             hostname,

@@ -426,3 +426,31 @@ async fn certificate_keys_go_to_the_gateway_role_only() {
         .await
         .expect_problem(400, Some("ids"));
 }
+
+#[tokio::test]
+async fn without_the_platforms_base_domains_no_custom_domain_is_accepted() {
+    // A tenant could otherwise claim a platform name (another tenant's
+    // `{slug}.{base}`), which gateways would refuse in every snapshot.
+    let admin = Admin::start();
+    admin.seed_one_tenant("t-acme", "acme").await;
+    let refused = admin
+        .post(
+            "/v1/tenants/t-acme/domains",
+            admin.token(),
+            &json!({"hostname": "globex.app.example.test"}),
+        )
+        .await
+        .expect_problem(503, None);
+    assert!(
+        refused.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("BASE_DOMAINS"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(
+        crate::support::count(&admin.catalog().await, "domains").await,
+        0
+    );
+}
