@@ -698,27 +698,15 @@ async fn store(
     };
     let mut tx = st.db.begin().await?;
     let (ours, previous) = hold_lease(&mut tx, st, claim).await?;
-    let finish = |outcome: &'static str, error: Option<String>| {
-        sqlx::query(
-            "UPDATE acme_orders SET finished_at = now(), outcome = $2, error = $3 WHERE id = $1",
-        )
-        .bind(claim.order_row)
-        .bind(outcome)
-        .bind(error)
-    };
     if !ours {
-        finish(
-            "failed",
-            Some("the domain was removed, or its order taken over".into()),
-        )
-        .execute(&mut *tx)
-        .await?;
-        bump(
+        finish_order(
             &mut tx,
-            &format!("ACME challenge for {} withdrawn", claim.hostname),
+            claim,
+            "failed",
+            Some("the domain was removed, or its order taken over"),
         )
         .await?;
-        tx.commit().await?;
+        withdrawn(tx, claim).await?;
         return Ok(false);
     }
     let id: i64 = sqlx::query_scalar(
@@ -751,7 +739,7 @@ async fn store(
             .execute(&mut *tx)
             .await?;
     }
-    finish("issued", None).execute(&mut *tx).await?;
+    finish_order(&mut tx, claim, "issued", None).await?;
     bump(&mut tx, &format!("certificate for {}", claim.hostname)).await?;
     tx.commit().await?;
     Ok(true)
@@ -780,13 +768,7 @@ async fn record_failure(
     let reason = error.to_string();
     let mut tx = st.db.begin().await?;
     let (ours, _) = hold_lease(&mut tx, st, claim).await?;
-    sqlx::query(
-        "UPDATE acme_orders SET finished_at = now(), outcome = 'failed', error = $2 WHERE id = $1",
-    )
-    .bind(claim.order_row)
-    .bind(&reason)
-    .execute(&mut *tx)
-    .await?;
+    finish_order(&mut tx, claim, "failed", Some(&reason)).await?;
     // Past MAX_ISSUE_FAILURES in a row the domain is left alone: its name
     // most likely no longer points at the platform.
     let given_up = claim.failures + 1 >= MAX_ISSUE_FAILURES;
@@ -814,13 +796,39 @@ async fn record_failure(
         .execute(&mut *tx)
         .await?;
     }
+    withdrawn(tx, claim).await?;
+    Ok(false)
+}
+
+/// Records how order `claim` ended.
+async fn finish_order(
+    tx: &mut sqlx::PgConnection,
+    claim: &Claim,
+    outcome: &str,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE acme_orders SET finished_at = now(), outcome = $2, error = $3 WHERE id = $1",
+    )
+    .bind(claim.order_row)
+    .bind(outcome)
+    .bind(error)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Publishes the withdrawal of `claim`'s challenges and commits.
+async fn withdrawn(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    claim: &Claim,
+) -> Result<(), sqlx::Error> {
     bump(
         &mut tx,
         &format!("ACME challenge for {} withdrawn", claim.hostname),
     )
     .await?;
-    tx.commit().await?;
-    Ok(false)
+    tx.commit().await
 }
 
 /// Whether `db` has certificate rows whose keys cannot be opened with the
