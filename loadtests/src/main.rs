@@ -4,9 +4,11 @@
 //!
 //! Exit status:
 //! - 0: success (every SLO held; an upstream shut down by SIGTERM or Ctrl-C);
-//! - 1: an SLO failed (`run`, `compare`), or the upstream could not start;
-//! - 64: bad flags or target URL (clap's own 2 is mapped, as the spec asks);
-//! - 73: the report could not be written;
+//! - 1: an SLO failed (`run`, `compare`), the upstream could not start, or `seed`
+//!   failed for a reason of its own;
+//! - 64: bad flags, target URL or `seed` output directory (clap's own 2 is mapped,
+//!   as the spec asks);
+//! - 73: the report or the seed's files could not be written;
 //! - 78: the scenario (or the CA file) is unreadable or invalid.
 //!
 //! ```text
@@ -363,20 +365,16 @@ fn main() -> ExitCode {
 
 /// Loads the scenario with the flags' overrides, or the exit status to leave with.
 fn scenario(load: &LoadArgs) -> Result<Scenario, ExitCode> {
-    let mut scenario = Scenario::load(&load.scenario).map_err(|err| {
+    let scenario = Scenario::load(&load.scenario).map_err(|err| {
         eprintln!("loadtest: {err}");
         ExitCode::from(EX_CONFIG)
     })?;
-    if let Some(secs) = load.duration_secs {
-        scenario.duration_secs = secs;
-    }
-    if let Some(secs) = load.warmup_secs {
-        scenario.warmup_secs = secs;
-    }
-    if let Some(factor) = load.rate_scale {
-        scenario.rate = scenario.rate.scaled(factor);
-    }
-    Ok(scenario)
+    scenario
+        .with_overrides(load.duration_secs, load.warmup_secs, load.rate_scale)
+        .map_err(|err| {
+            eprintln!("loadtest: {err}");
+            ExitCode::from(EX_USAGE)
+        })
 }
 
 fn options(load: &LoadArgs) -> RunOptions {
@@ -459,6 +457,13 @@ fn run_compare(args: CompareArgs) -> ExitCode {
         }
     }
     let options = options(&args.load);
+    // Every target's address and TLS settings are checked before the first run, so
+    // a typo in the last one does not throw away the runs before it.
+    for target in &targets {
+        if let Err(err) = run::check(&scenario, target, &options) {
+            return failed(&err);
+        }
+    }
     let mut reports = Vec::new();
     for (i, target) in targets.iter().enumerate() {
         if i > 0 {
@@ -525,7 +530,7 @@ fn run_seed(args: SeedArgs) -> ExitCode {
         }
         Err(err) => {
             eprintln!("loadtest seed: {err}");
-            ExitCode::FAILURE
+            ExitCode::from(err.exit_code())
         }
     }
 }

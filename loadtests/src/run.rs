@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use crate::report::{Report, TargetInfo};
 use crate::scenario::{BodySize, Scenario};
 use client::Client;
-use plan::{Arrival, Plan};
+use plan::Plan;
 use recorder::{ErrorKind, Outcome, Recorder, Sample};
 
 /// Where load goes.
@@ -133,13 +133,7 @@ pub struct RunOptions {
 /// [`RunError`] when the run cannot start; failures of the target are results, in
 /// the report.
 pub fn run(scenario: &Scenario, target: &Target, options: &RunOptions) -> Result<Report, RunError> {
-    check_addresses(scenario, target, options.allow_remote)?;
-    let tls = if target.tls {
-        let ca = options.ca.as_deref().or(scenario.tls.ca.as_deref());
-        Some(tls_config(ca)?)
-    } else {
-        None
-    };
+    let tls = check(scenario, target, options)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.threads.max(1))
         .enable_all()
@@ -147,6 +141,27 @@ pub fn run(scenario: &Scenario, target: &Target, options: &RunOptions) -> Result
         .map_err(RunError::Runtime)?;
     let scenario = Arc::new(scenario.clone());
     Ok(runtime.block_on(drive(scenario, target.clone(), tls, options.progress)))
+}
+
+/// Checks that a run of `scenario` against `target` can start (its addresses are
+/// allowed, its TLS settings usable) without sending anything; returns the TLS
+/// client for an https target.
+///
+/// # Errors
+///
+/// [`RunError`] as [`run`] would return it.
+pub fn check(
+    scenario: &Scenario,
+    target: &Target,
+    options: &RunOptions,
+) -> Result<Option<Arc<ClientConfig>>, RunError> {
+    check_addresses(scenario, target, options.allow_remote)?;
+    if target.tls {
+        let ca = options.ca.as_deref().or(scenario.tls.ca.as_deref());
+        Ok(Some(tls_config(ca)?))
+    } else {
+        Ok(None)
+    }
 }
 
 /// Refuses addresses off loopback unless allowed: a load test aimed at the wrong
@@ -235,8 +250,8 @@ async fn drive(
         scenario.connections.max,
         usize::try_from(max_body).unwrap_or(usize::MAX),
     ));
-    let total = Arrival::new(scenario.seed).count(&scenario);
-    let bar = progress_bar(total, progress);
+    let expected = scenario.rate.work(scenario.total_secs()).ceil() as u64;
+    let bar = progress_bar(expected, progress);
     let started_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| {
@@ -257,47 +272,35 @@ async fn drive(
         })
     };
 
-    // A short lead so the first requests are not late from the start.
+    // The schedule is followed by a thread of its own: its sleeps are precise to
+    // tens of microseconds where the runtime's timer rounds up to a millisecond,
+    // and no request task can delay it. A short lead lets the first requests leave
+    // on time.
     let start = Instant::now() + Duration::from_millis(20);
-    let timeout = Duration::from_millis(scenario.timeout_ms);
-    for planned in Plan::new(&scenario, target.addr) {
-        let due = start + planned.due;
-        if due > Instant::now() {
-            tokio::time::sleep_until(due).await;
-        }
-        let client = client.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let dispatcher = {
         let scenario = scenario.clone();
-        let samples = samples.clone();
-        tokio::spawn(async move {
-            let kind = &scenario.requests[planned.kind];
-            let result =
-                tokio::time::timeout_at(due + timeout, client.exchange(&planned, kind)).await;
-            let (outcome, bytes_in) = match result {
-                Ok(Ok(answer)) => (answer.outcome, answer.bytes_in),
-                Ok(Err((kind, message))) => (Outcome::Failed { kind, message }, 0),
-                Err(_) => (
-                    Outcome::Failed {
-                        kind: ErrorKind::Timeout,
-                        message: format!(
-                            "no response within {} ms of the intended send time",
-                            timeout.as_millis()
-                        ),
-                    },
-                    0,
-                ),
-            };
-            // The collector outlives every request task.
-            let _ = samples.send(Sample {
-                due: planned.due,
-                done: start.elapsed(),
-                class: planned.class,
-                outcome,
-                bytes_out: planned.body_len as u64,
-                bytes_in,
-            });
-        });
-    }
-    drop(samples);
+        let client = client.clone();
+        let target = target.clone();
+        tokio::task::spawn_blocking(move || {
+            let start_std = start.into_std();
+            for planned in Plan::new(&scenario, target.addr) {
+                let due_std = start_std + planned.due;
+                let now = std::time::Instant::now();
+                if due_std > now {
+                    std::thread::sleep(due_std - now);
+                }
+                runtime.spawn(request(
+                    client.clone(),
+                    scenario.clone(),
+                    planned,
+                    start,
+                    samples.clone(),
+                ));
+            }
+        })
+    };
+    dispatcher.await.expect("the dispatcher does not panic");
     let recorder = collector.await.expect("the collector does not panic");
     bar.finish_and_clear();
     recorder.finish(
@@ -309,6 +312,48 @@ async fn drive(
         started_unix_ms,
         client.opened(),
     )
+}
+
+/// One request: sent when due, its outcome and latency to the collector.
+async fn request(
+    client: Arc<Client>,
+    scenario: Arc<Scenario>,
+    planned: plan::Planned,
+    start: Instant,
+    samples: mpsc::UnboundedSender<Sample>,
+) {
+    let due = start + planned.due;
+    // How late the harness itself is: the dispatcher's sleep and the runtime's
+    // scheduling, before anything is sent. It is part of the latency (measured from
+    // the due time) and reported on its own so a busy generator shows.
+    let lag = Instant::now().saturating_duration_since(due);
+    let timeout = Duration::from_millis(scenario.timeout_ms);
+    let kind = &scenario.requests[planned.kind];
+    let result = tokio::time::timeout_at(due + timeout, client.exchange(&planned, kind)).await;
+    let (outcome, bytes_in) = match result {
+        Ok(Ok(answer)) => (answer.outcome, answer.bytes_in),
+        Ok(Err((kind, message))) => (Outcome::Failed { kind, message }, 0),
+        Err(_) => (
+            Outcome::Failed {
+                kind: ErrorKind::Timeout,
+                message: format!(
+                    "no response within {} ms of the intended send time",
+                    timeout.as_millis()
+                ),
+            },
+            0,
+        ),
+    };
+    // The collector outlives every request task.
+    let _ = samples.send(Sample {
+        due: planned.due,
+        done: start.elapsed(),
+        lag,
+        class: planned.class,
+        outcome,
+        bytes_out: planned.body_len as u64,
+        bytes_in,
+    });
 }
 
 /// The progress bar: requests done of the schedule, rate, elapsed and left.

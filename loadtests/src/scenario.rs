@@ -157,6 +157,41 @@ impl Rate {
         }
     }
 
+    /// The rate's constant pieces, `(from_secs, rps)`, ascending, the first at 0.
+    pub fn segments(&self) -> Vec<(f64, f64)> {
+        match &self.shape {
+            RateShape::Constant { rps } => vec![(0.0, *rps)],
+            RateShape::Stepped { steps } => steps.clone(),
+            RateShape::Spike {
+                rps,
+                spike_rps,
+                at_secs,
+                secs,
+            } => {
+                let mut segments =
+                    vec![(0.0, *rps), (*at_secs, *spike_rps), (at_secs + secs, *rps)];
+                if *at_secs == 0.0 {
+                    segments.remove(0);
+                }
+                segments
+            }
+        }
+    }
+
+    /// Requests due from the start to `t` seconds: the integral of the rate.
+    pub fn work(&self, t: f64) -> f64 {
+        let segments = self.segments();
+        let mut total = 0.0;
+        for (i, (from, rps)) in segments.iter().enumerate() {
+            if *from >= t {
+                break;
+            }
+            let until = segments.get(i + 1).map_or(t, |(next, _)| next.min(t));
+            total += (until - from) * rps;
+        }
+        total
+    }
+
     /// The rate at `t` seconds since the start.
     pub fn at(&self, t: f64) -> f64 {
         match &self.shape {
@@ -329,6 +364,76 @@ impl Scenario {
         }
     }
 
+    /// The scenario with the command line's overrides of its duration, warm-up and
+    /// rate, checked as the file's own values are.
+    ///
+    /// # Errors
+    ///
+    /// [`ScenarioError::Invalid`] naming the flag.
+    pub fn with_overrides(
+        mut self,
+        duration_secs: Option<f64>,
+        warmup_secs: Option<f64>,
+        rate_scale: Option<f64>,
+    ) -> Result<Self, ScenarioError> {
+        let mut problems = Vec::new();
+        if let Some(secs) = duration_secs {
+            if !(0.001..=MAX_RUN_SECS).contains(&secs) {
+                problems.push(format!(
+                    "--duration-secs: {secs} is not between 0.001 and {MAX_RUN_SECS}"
+                ));
+            }
+            self.duration_secs = secs;
+        }
+        if let Some(secs) = warmup_secs {
+            if !(0.0..=MAX_RUN_SECS).contains(&secs) {
+                problems.push(format!(
+                    "--warmup-secs: {secs} is not between 0 and {MAX_RUN_SECS}"
+                ));
+            }
+            self.warmup_secs = secs;
+        }
+        if let Some(factor) = rate_scale {
+            self.rate = self.rate.scaled(factor);
+            let highest = self
+                .rate
+                .segments()
+                .iter()
+                .map(|(_, rps)| *rps)
+                .fold(0.0, f64::max);
+            if highest > MAX_RPS {
+                problems.push(format!(
+                    "--rate-scale: makes a rate of {highest} req/s, above {MAX_RPS}"
+                ));
+            }
+        }
+        self.check_schedule("the flags", &mut problems);
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(ScenarioError::Invalid {
+                origin: "with these flags".to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// Checks what the rate, duration and warm-up make together: the run is not too
+    /// long, and at least one request falls in the measured window.
+    fn check_schedule(&self, key: &str, problems: &mut Vec<String>) {
+        if self.total_secs() > MAX_RUN_SECS {
+            problems.push(format!(
+                "{key}: warm-up and duration together are more than {MAX_RUN_SECS} s"
+            ));
+        }
+        let measured = self.rate.work(self.total_secs()) - self.rate.work(self.warmup_secs);
+        if measured < 1.0 {
+            problems.push(format!(
+                "{key}: less than one request falls in the measured window ({measured:.2} at this rate and duration)"
+            ));
+        }
+    }
+
     /// Seconds from the start to the end of the schedule (warm-up plus duration).
     pub fn total_secs(&self) -> f64 {
         self.warmup_secs + self.duration_secs
@@ -351,38 +456,39 @@ impl Scenario {
     /// `large` (the top 1% of ranks), `medium` (the next 9%) or `small`, as an index
     /// into [`CLASSES`].
     pub fn class_of(&self, rank: u32) -> usize {
-        let count = self.tenants.population.count;
-        let hot = self.tenants.hot_share > 0.0;
-        if hot && rank == 0 {
-            return 0;
-        }
-        let large_end = u32::from(hot) + (count / 100).max(1);
-        let medium_end = large_end + count / 10;
-        if rank < large_end {
-            1
-        } else if rank < medium_end {
-            2
-        } else {
-            3
-        }
+        class_of(
+            self.tenants.population.count,
+            self.tenants.hot_share > 0.0,
+            rank,
+        )
     }
 
     /// How many tenants each class of [`CLASSES`] holds.
     pub fn class_sizes(&self) -> [u32; 4] {
-        let mut sizes = [0; 4];
-        let count = self.tenants.population.count;
-        // Classes are contiguous rank ranges: find each one's bounds.
-        for (class, size) in sizes.iter_mut().enumerate() {
-            let first = (0..count).find(|&rank| self.class_of(rank) == class);
-            if let Some(first) = first {
-                let end = (first..count)
-                    .find(|&rank| self.class_of(rank) != class)
-                    .unwrap_or(count);
-                *size = end - first;
-            }
-        }
-        sizes
+        class_sizes(self.tenants.population.count, self.tenants.hot_share > 0.0)
     }
+}
+
+/// The class of rank `rank` among `count` tenants (see [`Scenario::class_of`]).
+fn class_of(count: u32, hot: bool, rank: u32) -> usize {
+    let [hot, large, medium, _] = class_sizes(count, hot);
+    if rank < hot {
+        0
+    } else if rank < hot + large {
+        1
+    } else if rank < hot + large + medium {
+        2
+    } else {
+        3
+    }
+}
+
+/// How many of `count` tenants each class of [`CLASSES`] holds.
+fn class_sizes(count: u32, hot: bool) -> [u32; 4] {
+    let hot = u32::from(hot);
+    let large = (count / 100).max(1).min(count - hot);
+    let medium = (count / 10).saturating_sub(large).min(count - hot - large);
+    [hot, large, medium, count - hot - large - medium]
 }
 
 /// The file's shape, as serde reads it, and its checks.
@@ -630,6 +736,13 @@ mod file {
             }
         }
 
+        /// A generated hostname must be valid: says which one is not.
+        fn hostname_quietly(&mut self, key: &str, host: &str) {
+            if let Err(err) = Hostname::parse(host) {
+                self.problem(key, format_args!("makes hostnames like \"{host}\": {err}"));
+            }
+        }
+
         fn objectives(&mut self, key: &str, file: &ObjectivesFile) -> Objectives {
             let mut latency = |name: &str, value: Option<f64>| {
                 value.map(|ms| self.range(&format!("{key}{name}"), ms, 0.001, 3_600_000.0))
@@ -653,6 +766,7 @@ mod file {
         /// The scenario, with every problem pushed to `problems` (`None` only when a
         /// problem leaves nothing to build).
         pub(super) fn check(self, base: &Path, problems: &mut Vec<String>) -> Option<Scenario> {
+            let problems_before = problems.len();
             let mut c = Checker(problems);
             if self.name.trim().is_empty() || self.name.len() > 100 {
                 c.problem("name", "must be 1 to 100 characters");
@@ -682,6 +796,13 @@ mod file {
 
             if self.requests.is_empty() {
                 c.problem("requests", "at least one [[requests]] entry is needed");
+            }
+            let weights: u64 = self.requests.iter().map(|r| u64::from(r.weight)).sum();
+            if weights > u64::from(u32::MAX) {
+                c.problem(
+                    "requests",
+                    format_args!("the weights add up to {weights}, more than {}", u32::MAX),
+                );
             }
             let requests: Vec<RequestKind> = self
                 .requests
@@ -730,12 +851,24 @@ mod file {
                 }
                 if class == "hot" && tenants.as_ref().is_some_and(|t| t.hot_share == 0.0) {
                     c.problem(&key, "there is no hot tenant: set tenants.hot_share");
+                } else if let Some(tenants) = &tenants {
+                    let index = CLASSES.iter().position(|c| c == class).unwrap_or(3);
+                    let sizes = class_sizes(tenants.population.count, tenants.hot_share > 0.0);
+                    if sizes[index] == 0 {
+                        c.problem(
+                            &key,
+                            format_args!(
+                                "no tenant is in this class with tenants.count = {}",
+                                tenants.population.count
+                            ),
+                        );
+                    }
                 }
                 let objectives = c.objectives(&format!("{key}."), objectives);
                 slo.classes.insert(class.clone(), objectives);
             }
 
-            Some(Scenario {
+            let scenario = Scenario {
                 name: self.name,
                 description: self.description,
                 duration_secs,
@@ -751,7 +884,11 @@ mod file {
                 },
                 resolve,
                 slo,
-            })
+            };
+            if problems_before == c.0.len() {
+                scenario.check_schedule("rate", c.0);
+            }
+            Some(scenario)
         }
     }
 
@@ -806,6 +943,16 @@ mod file {
                         "tenants.domain_suffix",
                         "must not be tenants.base_domain, below it or above it",
                     );
+                }
+            }
+            if let (Some(base), Some(suffix)) = (&base, &suffix) {
+                let last = self.count.saturating_sub(1);
+                let longest = format!("{}{last}.{}", self.slug_prefix, base.as_str());
+                c.hostname_quietly("tenants.base_domain", &longest);
+                if self.custom_domains > 0 {
+                    let last = self.custom_domains - 1;
+                    let longest = format!("{}{last}.{}", self.slug_prefix, suffix.as_str());
+                    c.hostname_quietly("tenants.domain_suffix", &longest);
                 }
             }
             Some(Tenants {

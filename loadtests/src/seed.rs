@@ -9,7 +9,8 @@
 //!
 //! ```text
 //! OUT/
-//!   seed.toml            what was seeded (the population); marks OUT as seed output
+//!   seed.toml            what was seeded (the population), and
+//!                        `generator = "loadtest seed"`: marks OUT as seed output
 //!   snapshot.toml        one region, `shards` shards pooling every upstream, one plan,
 //!                        every tenant (placed by the router's consistent-hash ring)
 //!   gateway.toml         file source on snapshot.toml, the certificates below, no Redis
@@ -32,12 +33,15 @@
 //!
 //! # An existing output directory
 //!
-//! A missing or empty directory is used as is. A directory holding a
-//! `seed.toml` is a previous seed's output: the files listed above are
-//! replaced, certificate pairs in `certs/` for domains this seed no longer
-//! has are removed (a gateway would still serve them), and every other file
-//! is left alone. Any other non-empty directory is refused, so a typo in
-//! `--out` never litters someone's directory with 20,000 files.
+//! A missing or empty directory is used as is. A directory whose
+//! `seed.toml` is a seed manifest carrying `generator = "loadtest seed"`
+//! is a previous seed's output: the files listed above are replaced,
+//! certificate pairs in `certs/` for domains this seed no longer has are
+//! removed (a gateway would still serve them), and every other file is left
+//! alone. Any other non-empty directory — one with no `seed.toml`, or with
+//! a `seed.toml` someone else wrote — is refused before anything is written
+//! or removed, so a typo in `--out` never litters someone's directory with
+//! 20,000 files nor replaces their keys.
 //!
 //! Every file is written to a temporary name and renamed into place, so a
 //! gateway already running on the directory reloads complete files only.
@@ -72,6 +76,9 @@ use files::Privacy;
 
 /// The manifest: what was seeded, and the mark of a seed's output directory.
 pub const MANIFEST: &str = "seed.toml";
+/// The manifest's `generator`: a `seed.toml` without it was not written by
+/// a seed, and its directory is not a seed's output.
+pub const GENERATOR: &str = "loadtest seed";
 /// The routing snapshot.
 pub const SNAPSHOT: &str = "snapshot.toml";
 /// The gateway config.
@@ -213,10 +220,15 @@ pub enum SeedError {
     NotADirectory(PathBuf),
     /// `out` holds files, and not a previous seed's.
     #[error(
-        "{} is not empty and holds no {MANIFEST} from a previous seed: use a new or empty directory",
-        .0.display()
+        "{} is not empty and is not the output of an earlier `loadtest seed`: {reason}; nothing was written: use a new or empty directory",
+        out.display()
     )]
-    NotSeedOutput(PathBuf),
+    NotSeedOutput {
+        /// The directory.
+        out: PathBuf,
+        /// Why it is not a seed's (naming its `seed.toml`, if any).
+        reason: String,
+    },
     /// A file or directory could not be created, written, read or removed.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
@@ -249,17 +261,62 @@ pub enum SeedError {
         .0.display()
     )]
     RoundTrip(PathBuf),
-    /// The manifest of a seed's output could not be parsed.
-    #[error("{} is not a seed manifest: {source}", path.display())]
+    /// A `seed.toml` that is not a manifest written by a seed: it does not
+    /// parse as one, or lacks `generator = "loadtest seed"`.
+    #[error("{} is not a manifest written by `loadtest seed`: {reason}", path.display())]
     Manifest {
         /// The file.
         path: PathBuf,
-        /// What toml says.
-        source: toml::de::Error,
+        /// What is wrong with it.
+        reason: String,
     },
 }
 
 impl SeedError {
+    /// The process exit code for this error, after `sysexits.h`:
+    ///
+    /// - 64 (`EX_USAGE`): bad flags or arguments — no upstreams, an
+    ///   upstream given twice, shards or gateway threads out of range, a
+    ///   rate or burst of 0, two listeners on one address, an invalid
+    ///   region, slug, tenant id, base domain or custom domain, custom
+    ///   domains inside the base domain, an `out` that is not a directory
+    ///   or is non-empty and not an earlier seed's output, and a `seed.toml`
+    ///   that is not a seed's manifest.
+    /// - 73 (`EX_CANTCREAT`): an I/O failure creating, writing, reading
+    ///   back or removing the output (including a written snapshot that
+    ///   cannot be read back).
+    /// - 1: anything else, a bug in the seed rather than in its input — a
+    ///   certificate that cannot be made, a snapshot that reads back wrong
+    ///   or that the router refuses although the options passed the checks.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        const USAGE: u8 = 64;
+        const CANT_CREATE: u8 = 73;
+        const INTERNAL: u8 = 1;
+        match self {
+            Self::NoUpstreams
+            | Self::DuplicateUpstream(_)
+            | Self::Shards(_)
+            | Self::Threads(_)
+            | Self::ZeroLimit { .. }
+            | Self::SameListenAddress { .. }
+            | Self::InvalidName { .. }
+            | Self::DomainsInBaseDomain { .. }
+            | Self::NotADirectory(_)
+            | Self::NotSeedOutput { .. }
+            | Self::Manifest { .. } => USAGE,
+            Self::Io { .. }
+            | Self::ReadBack {
+                source: SnapshotError::Io { .. },
+                ..
+            } => CANT_CREATE,
+            Self::Refused(_)
+            | Self::Certificate { .. }
+            | Self::ReadBack { .. }
+            | Self::RoundTrip(_) => INTERNAL,
+        }
+    }
+
     fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
         Self::Io {
             action,
@@ -472,18 +529,30 @@ pub fn seed(options: &SeedOptions) -> Result<SeedOutcome, SeedError> {
 /// # Errors
 ///
 /// [`SeedError::Io`] when `out/seed.toml` cannot be read,
-/// [`SeedError::Manifest`] when it is not a seed manifest.
+/// [`SeedError::Manifest`] when it is not a manifest written by a seed
+/// (it does not parse as one, or lacks `generator = "loadtest seed"`).
 pub fn seeded_population(out: &Path) -> Result<Population, SeedError> {
-    #[derive(Deserialize)]
-    struct Manifest {
-        population: Population,
-    }
     let path = out.join(MANIFEST);
     let text =
         std::fs::read_to_string(&path).map_err(|source| SeedError::io("read", &path, source))?;
-    toml::from_str::<Manifest>(&text)
-        .map(|m| m.population)
-        .map_err(|source| SeedError::Manifest { path, source })
+    parse_manifest(&text).map_err(|reason| SeedError::Manifest { path, reason })
+}
+
+/// The population in a manifest's text, or why it is not a manifest a
+/// seed wrote.
+fn parse_manifest(text: &str) -> Result<Population, String> {
+    #[derive(Deserialize)]
+    struct Manifest {
+        generator: Option<String>,
+        population: Population,
+    }
+    let manifest =
+        toml::from_str::<Manifest>(text).map_err(|e| e.message().trim_end().to_owned())?;
+    match manifest.generator {
+        Some(g) if g == GENERATOR => Ok(manifest.population),
+        Some(other) => Err(format!("its generator is {other:?}, not {GENERATOR:?}")),
+        None => Err(format!("it has no generator = {GENERATOR:?}")),
+    }
 }
 
 /// Checks what the router and the gateway would refuse, with a message
@@ -604,8 +673,21 @@ fn prepare_out(out: &Path) -> Result<(), SeedError> {
         Ok(_) => {
             let mut entries = std::fs::read_dir(out)
                 .map_err(|source| SeedError::io("read the directory", out, source))?;
-            if entries.next().is_some() && !out.join(MANIFEST).is_file() {
-                return Err(SeedError::NotSeedOutput(out.to_owned()));
+            if entries.next().is_some() {
+                let not_seed_output = |reason| SeedError::NotSeedOutput {
+                    out: out.to_owned(),
+                    reason,
+                };
+                if !out.join(MANIFEST).is_file() {
+                    return Err(not_seed_output(format!("it holds no {MANIFEST}")));
+                }
+                match seeded_population(out) {
+                    Ok(_) => {}
+                    Err(e @ SeedError::Manifest { .. }) => {
+                        return Err(not_seed_output(e.to_string()));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -704,6 +786,7 @@ fn manifest_text(o: &SeedOptions, version: u64) -> String {
     format!(
         "# Written by `loadtest seed`: marks this directory as its output, so a new\n\
          # seed may replace the files it wrote, and records the tenants it seeded.\n\
+         generator = {}\n\
          version = {version}\n\
          region = {}\n\
          shards = {}\n\
@@ -715,6 +798,7 @@ fn manifest_text(o: &SeedOptions, version: u64) -> String {
          base_domain = {}\n\
          custom_domains = {}\n\
          domain_suffix = {}\n",
+        q(GENERATOR),
         q(&o.region),
         o.shards,
         upstreams.join(", "),
@@ -996,13 +1080,177 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("thesis.tex"), "years of work").unwrap();
         let err = seed(&options(dir.path(), 5, 1)).unwrap_err();
-        assert!(matches!(err, SeedError::NotSeedOutput(_)), "{err}");
+        assert!(matches!(err, SeedError::NotSeedOutput { .. }), "{err}");
         assert!(err.to_string().contains("is not empty"), "{err}");
+        assert!(err.to_string().contains("holds no seed.toml"), "{err}");
+        assert_eq!(err.exit_code(), 64);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 
         let file = dir.path().join("thesis.tex");
         let err = seed(&options(&file, 5, 1)).unwrap_err();
         assert!(matches!(err, SeedError::NotADirectory(_)), "{err}");
+        assert_eq!(err.exit_code(), 64);
+    }
+
+    /// Every file under `dir` and its contents.
+    fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(tree(&path));
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                files.push((path, bytes));
+            }
+        }
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn a_seed_toml_someone_else_wrote_does_not_make_a_directory_seed_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join(MANIFEST);
+        let certs = dir.path().join(CERT_DIR);
+        std::fs::create_dir(&certs).unwrap();
+        std::fs::write(certs.join("prod.key"), "production key").unwrap();
+        std::fs::write(certs.join("prod.crt"), "production certificate").unwrap();
+        std::fs::write(dir.path().join(CA_KEY), "their CA key").unwrap();
+
+        // Not a seed manifest at all; a seed manifest without the marker; a
+        // seed manifest with another generator.
+        let ours = manifest_text(&options(dir.path(), 5, 1), 1);
+        let unmarked: String = ours
+            .lines()
+            .filter(|line| !line.starts_with("generator"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let theirs = ours.replace("\"loadtest seed\"", "\"their tool\"");
+        for (text, reason) in [
+            (
+                "name = \"my project seed config\"\n".to_owned(),
+                "missing field `population`",
+            ),
+            (unmarked, "it has no generator = \"loadtest seed\""),
+            (theirs, "its generator is \"their tool\""),
+        ] {
+            std::fs::write(&manifest, &text).unwrap();
+            let before = tree(dir.path());
+            let err = seed(&options(dir.path(), 5, 1)).unwrap_err();
+            let message = err.to_string();
+            assert!(matches!(err, SeedError::NotSeedOutput { .. }), "{err}");
+            assert!(message.contains(&manifest.display().to_string()), "{err}");
+            assert!(message.contains(reason), "{err} (want {reason})");
+            assert!(message.contains("nothing was written"), "{err}");
+            assert_eq!(err.exit_code(), 64);
+            assert_eq!(tree(dir.path()), before, "{text}");
+            assert!(matches!(
+                seeded_population(dir.path()),
+                Err(SeedError::Manifest { .. })
+            ));
+        }
+
+        // The marker the seed writes is what makes a directory its own.
+        std::fs::write(&manifest, &ours).unwrap();
+        assert!(ours.contains("generator = \"loadtest seed\"\n"));
+        let outcome = seed(&options(dir.path(), 5, 1)).unwrap();
+        assert_eq!(
+            outcome.removed_files, 2,
+            "prod.crt and prod.key, as stale pairs"
+        );
+    }
+
+    #[test]
+    fn a_leftover_temporary_key_file_does_not_widen_the_key_mode() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        // A seed without certificates, so the next one makes a new CA.
+        seed(&SeedOptions {
+            certificates: false,
+            ..options(dir.path(), 5, 1)
+        })
+        .unwrap();
+        let certs = dir.path().join(CERT_DIR);
+        let leftovers = [
+            dir.path().join("ca.key.tmp"),
+            dir.path().join("default.key.tmp"),
+            certs.join("load-0.customers.example.test.key.tmp"),
+        ];
+        for tmp in &leftovers {
+            std::fs::write(tmp, "left behind").unwrap();
+            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o666)).unwrap();
+            assert_eq!(mode(tmp), 0o666);
+        }
+
+        let tls = seed(&options(dir.path(), 5, 1)).unwrap().tls.unwrap();
+        assert!(!tls.ca_reused);
+        for key in [
+            &tls.ca_key,
+            &tls.default_key,
+            &certs.join("load-0.customers.example.test.key"),
+        ] {
+            assert_eq!(mode(key), 0o600, "{}", key.display());
+        }
+        for tmp in &leftovers {
+            assert!(!tmp.exists(), "{}", tmp.display());
+        }
+    }
+
+    #[test]
+    fn exit_codes_tell_bad_arguments_from_io_failures_from_bugs() {
+        let io = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let usage = [
+            SeedError::NoUpstreams,
+            SeedError::Shards(0),
+            SeedError::ZeroLimit { field: "burst" },
+            SeedError::InvalidName {
+                what: "region",
+                value: "EU".to_owned(),
+                reason: "uppercase".to_owned(),
+            },
+            SeedError::NotADirectory(PathBuf::from("f")),
+            SeedError::NotSeedOutput {
+                out: PathBuf::from("d"),
+                reason: "it holds no seed.toml".to_owned(),
+            },
+        ];
+        for err in &usage {
+            assert_eq!(err.exit_code(), 64, "{err}");
+        }
+        let cant_create = [
+            SeedError::io("write", Path::new("ca.key"), io()),
+            SeedError::ReadBack {
+                path: PathBuf::from(SNAPSHOT),
+                source: SnapshotError::Io {
+                    path: PathBuf::from(SNAPSHOT),
+                    source: io(),
+                },
+            },
+        ];
+        for err in &cant_create {
+            assert_eq!(err.exit_code(), 73, "{err}");
+        }
+        let internal = [
+            SeedError::RoundTrip(PathBuf::from(SNAPSHOT)),
+            SeedError::Refused(Problems::default()),
+            SeedError::Certificate {
+                names: "the CA".to_owned(),
+                source: rcgen::Error::CouldNotParseCertificate,
+            },
+        ];
+        for err in &internal {
+            assert_eq!(err.exit_code(), 1, "{err}");
+        }
+        // What seed() itself returns for bad options.
+        let dir = tempfile::tempdir().unwrap();
+        let err = seed(&SeedOptions {
+            upstreams: vec![upstreams()[0]; 2],
+            ..options(dir.path(), 5, 1)
+        })
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 64, "{err}");
     }
 
     #[test]
@@ -1090,6 +1338,7 @@ mod tests {
                 err.to_string().contains(expected),
                 "{err} (want {expected})"
             );
+            assert_eq!(err.exit_code(), 64, "{err}");
         }
         assert!(!out.exists());
         // Without certificates the HTTPS address is not used.

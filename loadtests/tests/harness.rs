@@ -109,6 +109,9 @@ fn a_run_against_an_upstream_counts_every_request_and_writes_the_report() {
     assert!(intended > totals.intended, "the warm-up is in the timeline");
     assert!(report.slo.passed);
     assert_eq!(report.slo.checks.len(), 3);
+    // The harness's own lateness is measured for every request of the window.
+    assert_eq!(report.schedule_lag.count, totals.completed);
+    assert!(report.schedule_lag.max_ms <= report.latency.max_ms);
 
     let html = std::fs::read_to_string(report_dir.join("report.html")).unwrap();
     assert!(html.matches("<svg").count() >= 3, "three plots");
@@ -227,7 +230,12 @@ fn a_closed_port_gives_connect_errors_and_fails_the_error_slo() {
         .local_addr()
         .unwrap()
         .port();
-    let (dir, file) = scenario(&small(50, 1, "/", "[slo]\nmax_error_rate = 0.01"));
+    let (dir, file) = scenario(&small(
+        50,
+        1,
+        "/",
+        "[slo]\nmax_error_rate = 0.01\np99_ms = 1000",
+    ));
     let report_dir = dir.path().join("report");
     let out = loadtest(&[
         "run",
@@ -246,6 +254,17 @@ fn a_closed_port_gives_connect_errors_and_fails_the_error_slo() {
     assert!(report.errors[0].example.contains(&port.to_string()));
     assert_eq!(report.totals.error_rate, 1.0);
     assert_eq!(report.totals.throughput_rps, 0.0);
+    // A refused connection is an error, not a fast latency: nothing to measure, so
+    // the latency objective fails rather than passing on no data.
+    assert_eq!(report.latency.count, 0);
+    let p99 = report
+        .slo
+        .checks
+        .iter()
+        .find(|c| c.name == "p99_ms")
+        .unwrap();
+    assert!(!p99.passed);
+    assert_eq!(p99.note.as_deref(), Some("no request to measure"));
 }
 
 #[test]

@@ -24,8 +24,15 @@ pub struct Report {
     pub duration_secs: f64,
     /// Totals over the measured window.
     pub totals: Totals,
-    /// Latency of every completed request in the measured window (any status).
+    /// Latency of the requests of the measured window that got a response (any
+    /// status) or timed out (at the time they gave up); fast failures such as a
+    /// refused connection are errors, not latencies.
     pub latency: Latency,
+    /// How late the harness itself started requests after their due time (its
+    /// sleep and scheduling): part of every latency above, shown on its own so an
+    /// overloaded load generator is seen, not mistaken for a slow target.
+    #[serde(default)]
+    pub schedule_lag: Latency,
     /// Per tenant size class (`hot`, `large`, `medium`, `small`), largest first;
     /// classes with no requests are left out.
     pub classes: Vec<ClassStats>,
@@ -72,9 +79,11 @@ pub struct Totals {
     pub cache_hit_share: f64,
     /// Intended requests per second over the window.
     pub intended_rps: f64,
-    /// Completed requests per second over the window (the throughput).
+    /// Responses that are not errors (status below 400, or 429) that arrived within
+    /// the window, per second of it: the throughput.
     pub throughput_rps: f64,
-    /// Connections opened (each a TLS handshake on an https target).
+    /// Connections opened over the whole run, warm-up included (each a TLS
+    /// handshake on an https target).
     pub connections_opened: u64,
     /// Response body bytes received.
     pub bytes_received: u64,
@@ -116,6 +125,9 @@ pub struct ClassStats {
     pub tenants: u32,
     /// Requests completed for it.
     pub completed: u64,
+    /// Its throughput, as [`Totals::throughput_rps`].
+    #[serde(default)]
+    pub throughput_rps: f64,
     /// Its 429s.
     pub rate_limited: u64,
     /// Its errors.
@@ -192,4 +204,7 @@ pub struct SloCheck {
     pub actual: f64,
     /// Whether it held.
     pub passed: bool,
+    /// Why it failed when there was nothing to measure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }

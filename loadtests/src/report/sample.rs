@@ -38,6 +38,7 @@ pub(super) fn target(name: &str, slowness: f64) -> Report {
             url: format!("https://{name}.example.test:8443"),
         },
         started_unix_ms: 1_740_837_909_000,
+        schedule_lag: Latency::default(),
         warmup_secs: f64::from(WARMUP),
         duration_secs: f64::from(MEASURED),
         totals: Totals {
@@ -118,6 +119,7 @@ pub(super) fn empty() -> Report {
             url: "http://127.0.0.1:1".to_owned(),
         },
         started_unix_ms: 0,
+        schedule_lag: Latency::default(),
         warmup_secs: 0.0,
         duration_secs: 0.0,
         totals: Totals::default(),
@@ -180,6 +182,7 @@ fn class(name: &str, tenants: u32, completed: u64, latency: Latency) -> ClassSta
         class: name.to_owned(),
         tenants,
         completed,
+        throughput_rps: completed as f64 / 60.0,
         rate_limited: completed / 50,
         errors: completed / 200,
         latency,
@@ -201,6 +204,7 @@ fn check(name: &str, scope: &str, limit: f64, actual: f64) -> SloCheck {
         limit,
         actual,
         passed: actual <= limit,
+        note: None,
     }
 }
 

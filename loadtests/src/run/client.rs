@@ -136,18 +136,12 @@ impl Client {
         kind: &RequestKind,
     ) -> Result<Answer, Failure> {
         let key = self.key(planned);
-        let (conn, was_reused) = self.conn(&key, planned).await?;
+        let (conn, was_reused) = self.conn(&key, planned, false).await?;
         match self.send(conn, &key, planned, kind).await {
             // A kept-alive connection the server closed meanwhile: what any client
             // does is try once more on a new one.
             Err(Retry::Stale) if was_reused => {
-                let slot = self
-                    .slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("never closed");
-                let conn = self.connect(slot, &key, planned).await?;
+                let (conn, _) = self.conn(&key, planned, true).await?;
                 self.send(conn, &key, planned, kind)
                     .await
                     .map_err(Retry::into_failure)
@@ -159,9 +153,19 @@ impl Client {
     /// A connection for `key`: an idle one, else a new one in a free slot, else a
     /// new one in the slot of an idle connection of another key (closed for it),
     /// else the first of those to come once a request ends.
-    async fn conn(&self, key: &Key, planned: &Planned) -> Result<(Conn, bool), Failure> {
+    async fn conn(
+        &self,
+        key: &Key,
+        planned: &Planned,
+        fresh: bool,
+    ) -> Result<(Conn, bool), Failure> {
         loop {
-            if !planned.new_connection
+            // Listen for releases before looking, so one that comes in between is
+            // not missed.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if !(fresh || planned.new_connection)
                 && let Some(conn) = self.idle.lock().expect("idle pool lock").take(key)
             {
                 return Ok((conn, true));
@@ -175,7 +179,7 @@ impl Client {
             // Every connection is busy: wait for one to be released to the pool or
             // closed, then look again.
             tokio::select! {
-                () = self.released.notified() => {}
+                () = released => {}
                 slot = self.slots.clone().acquire_owned() => {
                     let slot = slot.expect("the semaphore is never closed");
                     return Ok((self.connect(slot, key, planned).await?, false));
@@ -257,7 +261,9 @@ impl Client {
             return Err(Retry::Stale);
         }
         let response = conn.sender.send_request(request).await.map_err(|err| {
-            if err.is_canceled() || err.is_incomplete_message() {
+            // Canceled: the request was never written, so sending it again is safe.
+            // Anything else may have reached the server and is an error.
+            if err.is_canceled() {
                 Retry::Stale
             } else {
                 Retry::Failed((ErrorKind::Protocol, format!("sending the request: {err}")))

@@ -37,47 +37,76 @@ pub(crate) struct Planned {
     pub(crate) new_connection: bool,
 }
 
-/// When requests are due: the arrival process alone, so it can be replayed to count
-/// them.
+/// When requests are due.
+///
+/// Request `k` is due when the integral of the rate reaches `w_k`: `w_k = k` for
+/// uniform arrivals, a sum of exponential draws for Poisson ones. The time is found
+/// piece by piece of the rate, so a gap never jumps over a change of rate (a spike
+/// after a slow start is sent as a spike), and uniform due times are exact
+/// (`k / rate` within a piece), not sums that drift.
 #[derive(Debug, Clone)]
 pub(crate) struct Arrival {
     rng: SmallRng,
-    next: f64,
+    poisson: bool,
+    /// `(from_secs, rps, work at from_secs)` of each piece of the rate.
+    pieces: Vec<(f64, f64, f64)>,
+    end: f64,
+    next_work: f64,
 }
 
 impl Arrival {
-    pub(crate) fn new(seed: u64) -> Self {
-        Self {
-            rng: SmallRng::seed_from_u64(seed ^ 0xa5a5_a5a5),
-            next: 0.0,
+    pub(crate) fn new(scenario: &Scenario) -> Self {
+        let mut pieces = Vec::new();
+        let mut work = 0.0;
+        let segments = scenario.rate.segments();
+        for (i, (from, rps)) in segments.iter().enumerate() {
+            pieces.push((*from, *rps, work));
+            if let Some((next, _)) = segments.get(i + 1) {
+                work += (next - from) * rps;
+            }
         }
+        let mut arrival = Self {
+            rng: SmallRng::seed_from_u64(scenario.seed ^ 0xa5a5_a5a5),
+            poisson: scenario.rate.arrivals == Arrivals::Poisson,
+            pieces,
+            end: scenario.total_secs(),
+            next_work: 0.0,
+        };
+        arrival.next_work = arrival.gap();
+        arrival
+    }
+
+    /// The work to the next request: 1, or an exponential draw.
+    fn gap(&mut self) -> f64 {
+        if self.poisson {
+            Exp1.sample(&mut self.rng)
+        } else {
+            1.0
+        }
+    }
+
+    /// The time at which the rate's integral reaches `work`.
+    fn time_of(&self, work: f64) -> f64 {
+        let (from, rps, at) = self
+            .pieces
+            .iter()
+            .rev()
+            .find(|(_, _, at)| *at <= work)
+            .copied()
+            .unwrap_or(self.pieces[0]);
+        from + (work - at) / rps
     }
 
     /// The next due time in seconds, or `None` once past the end of the run.
-    pub(crate) fn next(&mut self, scenario: &Scenario) -> Option<f64> {
-        let at = self.next;
-        if at >= scenario.total_secs() {
+    pub(crate) fn next(&mut self) -> Option<f64> {
+        // The first request is due at once; each later one a gap of work after it.
+        let work = self.next_work - if self.poisson { 0.0 } else { 1.0 };
+        let at = self.time_of(work);
+        if at >= self.end {
             return None;
         }
-        let rate = scenario.rate.at(at);
-        let gap = match scenario.rate.arrivals {
-            Arrivals::Uniform => 1.0 / rate,
-            Arrivals::Poisson => {
-                let unit: f64 = Exp1.sample(&mut self.rng);
-                unit / rate
-            }
-        };
-        self.next = at + gap;
+        self.next_work += self.gap();
         Some(at)
-    }
-
-    /// How many requests the whole schedule holds.
-    pub(crate) fn count(mut self, scenario: &Scenario) -> u64 {
-        let mut count = 0;
-        while self.next(scenario).is_some() {
-            count += 1;
-        }
-        count
     }
 }
 
@@ -108,7 +137,7 @@ impl<'s> Plan<'s> {
         Self {
             scenario,
             target,
-            arrival: Arrival::new(scenario.seed),
+            arrival: Arrival::new(scenario),
             rng: SmallRng::seed_from_u64(scenario.seed),
             zipf: Zipf::new(f64::from(others), tenants.zipf).expect("checked exponent"),
             kinds: WeightedIndex::new(scenario.requests.iter().map(|kind| kind.weight))
@@ -135,7 +164,7 @@ impl Iterator for Plan<'_> {
     type Item = Planned;
 
     fn next(&mut self) -> Option<Planned> {
-        let due = self.arrival.next(self.scenario)?;
+        let due = self.arrival.next()?;
         let scenario = self.scenario;
         let rank = self.tenant().min(scenario.tenants.population.count - 1);
         let population = &scenario.tenants.population;
@@ -171,5 +200,60 @@ impl Iterator for Plan<'_> {
         };
         self.seq += 1;
         Some(planned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn scenario(rate: &str) -> Scenario {
+        let text = format!(
+            "name = \"t\"\nduration_secs = 5\n[tenants]\ncount = 3\n[rate]\n{rate}\n[[requests]]\npath = \"/\"\n"
+        );
+        Scenario::parse(&text, "t", Path::new(".")).unwrap()
+    }
+
+    fn due_times(scenario: &Scenario) -> Vec<f64> {
+        let mut arrival = Arrival::new(scenario);
+        std::iter::from_fn(|| arrival.next()).collect()
+    }
+
+    #[test]
+    fn uniform_arrivals_are_exact() {
+        let times = due_times(&scenario("rps = 200"));
+        assert_eq!(times.len(), 1000);
+        assert_eq!(times[0], 0.0);
+        assert_eq!(times[1], 0.005);
+        assert_eq!(times[999], 4.995);
+    }
+
+    #[test]
+    fn a_slow_start_does_not_skip_a_later_step() {
+        let times = due_times(&scenario(
+            "kind = \"stepped\"\nsteps = [{ at_secs = 0, rps = 0.2 }, { at_secs = 1, rps = 500 }]",
+        ));
+        // 0.2 of a request in the first second, then 500 a second for 4 seconds.
+        assert_eq!(times.len(), 2001);
+        assert!(times[1] >= 1.0 && times[1] < 1.01, "{}", times[1]);
+    }
+
+    #[test]
+    fn a_spike_is_sent_even_after_a_slow_base() {
+        let times = due_times(&scenario(
+            "kind = \"spike\"\nrps = 0.5\nspike_rps = 500\nspike_at_secs = 1\nspike_secs = 0.9",
+        ));
+        let in_spike = times.iter().filter(|t| (1.0..1.9).contains(*t)).count();
+        assert!((449..=451).contains(&in_spike), "{in_spike}");
+    }
+
+    #[test]
+    fn poisson_arrivals_keep_the_mean_rate() {
+        let times = due_times(&scenario("rps = 1000\narrivals = \"poisson\""));
+        // 5,000 expected; a Poisson count's standard deviation is about 71.
+        assert!((4_700..=5_300).contains(&times.len()), "{}", times.len());
+        assert!(times.windows(2).all(|w| w[0] <= w[1]));
     }
 }

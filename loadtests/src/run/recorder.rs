@@ -65,6 +65,8 @@ pub(crate) struct Sample {
     pub(crate) due: Duration,
     /// When it ended, since the start of the run.
     pub(crate) done: Duration,
+    /// How late the harness started it after its due time.
+    pub(crate) lag: Duration,
     /// Its tenant's size class.
     pub(crate) class: u8,
     /// How it ended.
@@ -83,10 +85,13 @@ fn histogram(sigfig: u8) -> Histogram<u64> {
 /// Requests of one class, status or second.
 #[derive(Debug)]
 struct Group {
+    /// Latencies of responses and timeouts (fast failures have none).
     latency: Histogram<u64>,
     completed: u64,
     errors: u64,
     rate_limited: u64,
+    /// Answers (not errors) that arrived within the measured window.
+    answered_in_window: u64,
 }
 
 impl Group {
@@ -96,22 +101,44 @@ impl Group {
             completed: 0,
             errors: 0,
             rate_limited: 0,
+            answered_in_window: 0,
         }
     }
 
-    fn add(&mut self, latency_us: u64, error: bool, rate_limited: bool) {
-        self.latency.saturating_record(latency_us.max(1));
+    fn add(&mut self, latency_us: Option<u64>, error: bool, rate_limited: bool) {
+        if let Some(us) = latency_us {
+            self.latency.saturating_record(us.max(1));
+        }
         self.completed += 1;
         self.errors += u64::from(error);
         self.rate_limited += u64::from(rate_limited);
     }
 }
 
-/// One second of the timeline.
+/// One second of the timeline: its requests' histogram while they may still end,
+/// then only the figures drawn from it (so a long run holds a few histograms, not
+/// one per second).
 #[derive(Debug)]
 struct SecondAcc {
     intended: Group,
     completed: u64,
+    /// `(p50, p99, max)` in ms once the second is closed.
+    closed: Option<(f64, f64, f64)>,
+}
+
+impl SecondAcc {
+    fn close(&mut self) {
+        if self.closed.is_none() {
+            let hist = &self.intended.latency;
+            let ms = |q: f64| us_to_ms(hist.value_at_quantile(q));
+            self.closed = Some(if hist.is_empty() {
+                (0.0, 0.0, 0.0)
+            } else {
+                (ms(0.5), ms(0.99), us_to_ms(hist.max()))
+            });
+            self.intended.latency = Histogram::new(1).expect("a tiny histogram");
+        }
+    }
 }
 
 /// Accumulates samples.
@@ -119,13 +146,14 @@ struct SecondAcc {
 pub(crate) struct Recorder {
     warmup: Duration,
     end: Duration,
+    timeout: Duration,
+    lag: Histogram<u64>,
     all: Group,
     classes: [Group; 4],
     statuses: BTreeMap<u16, Histogram<u64>>,
     errors: BTreeMap<&'static str, (u64, String)>,
     seconds: Vec<SecondAcc>,
     responses: u64,
-    responses_in_window: u64,
     ok: u64,
     cache_hits: u64,
     bytes_in: u64,
@@ -138,13 +166,14 @@ impl Recorder {
         Self {
             warmup: Duration::from_secs_f64(scenario.warmup_secs),
             end: Duration::from_secs_f64(scenario.total_secs()),
+            timeout: Duration::from_millis(scenario.timeout_ms),
+            lag: histogram(3),
             all: Group::new(3),
             classes: std::array::from_fn(|_| Group::new(3)),
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
             seconds: Vec::new(),
             responses: 0,
-            responses_in_window: 0,
             ok: 0,
             cache_hits: 0,
             bytes_in: 0,
@@ -160,6 +189,7 @@ impl Recorder {
             self.seconds.push(SecondAcc {
                 intended: Group::new(2),
                 completed: 0,
+                closed: None,
             });
         }
         &mut self.seconds[index]
@@ -167,31 +197,52 @@ impl Recorder {
 
     /// Takes one sample in.
     pub(crate) fn record(&mut self, sample: &Sample) {
-        let latency_us =
+        let elapsed_us =
             u64::try_from(sample.done.saturating_sub(sample.due).as_micros()).unwrap_or(u64::MAX);
-        let (error, rate_limited, status) = match &sample.outcome {
+        let (error, rate_limited, latency_us) = match &sample.outcome {
             Outcome::Response { status, .. } => (
                 *status >= 400 && *status != 429,
                 *status == 429,
-                Some(*status),
+                Some(elapsed_us),
             ),
-            Outcome::Failed { .. } => (true, false, None),
+            Outcome::Failed { kind, .. } => (
+                true,
+                false,
+                (*kind == ErrorKind::Timeout).then_some(elapsed_us),
+            ),
         };
+        let answered = matches!(sample.outcome, Outcome::Response { .. }) && !error;
         self.second(sample.due)
             .intended
             .add(latency_us, error, rate_limited);
-        let measured_done = sample.done >= self.warmup && sample.done < self.end;
-        if status.is_some() {
+        if matches!(sample.outcome, Outcome::Response { .. }) {
             self.second(sample.done).completed += 1;
-            if measured_done {
-                self.responses_in_window += 1;
-            }
+        }
+        // Every request due more than a timeout before this one ended has ended too:
+        // the seconds before that are closed.
+        let settled = sample
+            .done
+            .saturating_sub(self.timeout + Duration::from_secs(1));
+        let settled = usize::try_from(settled.as_secs()).unwrap_or(usize::MAX);
+        for second in self.seconds.iter_mut().take(settled) {
+            second.close();
         }
         if sample.due < self.warmup {
             return;
         }
+        let in_window = answered && sample.done >= self.warmup && sample.done < self.end;
+        let class = usize::from(sample.class).min(3);
         self.all.add(latency_us, error, rate_limited);
-        self.classes[usize::from(sample.class).min(3)].add(latency_us, error, rate_limited);
+        self.classes[class].add(latency_us, error, rate_limited);
+        if in_window {
+            self.all.answered_in_window += 1;
+            self.classes[class].answered_in_window += 1;
+        }
+        self.lag.saturating_record(
+            u64::try_from(sample.lag.as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
         self.bytes_in += sample.bytes_in;
         self.bytes_out += sample.bytes_out;
         match &sample.outcome {
@@ -202,7 +253,7 @@ impl Recorder {
                 self.statuses
                     .entry(*status)
                     .or_insert_with(|| histogram(3))
-                    .saturating_record(latency_us.max(1));
+                    .saturating_record(elapsed_us.max(1));
                 if error {
                     self.errors
                         .entry("status")
@@ -221,7 +272,7 @@ impl Recorder {
 
     /// The report.
     pub(crate) fn finish(
-        self,
+        mut self,
         scenario: &Scenario,
         target: TargetInfo,
         started_unix_ms: u64,
@@ -242,7 +293,7 @@ impl Recorder {
             cache_hits: self.cache_hits,
             cache_hit_share: share(self.cache_hits, self.responses),
             intended_rps: per_sec(completed),
-            throughput_rps: per_sec(self.responses_in_window),
+            throughput_rps: per_sec(self.all.answered_in_window),
             connections_opened,
             bytes_received: self.bytes_in,
             bytes_sent: self.bytes_out,
@@ -257,31 +308,19 @@ impl Recorder {
                 class: (*name).to_owned(),
                 tenants,
                 completed: group.completed,
+                throughput_rps: per_sec(group.answered_in_window),
                 rate_limited: group.rate_limited,
                 errors: group.errors,
                 latency: latency(&group.latency),
             })
             .collect();
-        let mut checks = checks(
-            "all",
-            &scenario.slo.all,
-            &totals,
-            &self.all.latency,
-            duration,
-        );
+        let mut checks = checks("all", &scenario.slo.all, &self.all, duration);
         for (class, objectives) in &scenario.slo.classes {
             let index = CLASSES.iter().position(|c| c == class).unwrap_or(3);
-            let group = &self.classes[index];
-            let class_totals = Totals {
-                error_rate: share(group.errors, group.completed),
-                throughput_rps: per_sec(group.completed - group.errors),
-                ..Totals::default()
-            };
             checks.extend(self::checks(
                 class,
                 objectives,
-                &class_totals,
-                &group.latency,
+                &self.classes[index],
                 duration,
             ));
         }
@@ -296,6 +335,9 @@ impl Recorder {
             .collect();
         errors.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.kind.cmp(&b.kind)));
         let warmup = self.warmup;
+        for second in &mut self.seconds {
+            second.close();
+        }
         Report {
             scenario: scenario.name.clone(),
             description: scenario.description.clone(),
@@ -305,6 +347,7 @@ impl Recorder {
             duration_secs: duration,
             totals,
             latency: latency(&self.all.latency),
+            schedule_lag: latency(&self.lag),
             classes,
             statuses: self
                 .statuses
@@ -321,15 +364,7 @@ impl Recorder {
                 .iter()
                 .enumerate()
                 .map(|(t, second)| {
-                    let hist = &second.intended.latency;
-                    let quiet = second.intended.completed == 0;
-                    let ms = |q: f64| {
-                        if quiet {
-                            0.0
-                        } else {
-                            us_to_ms(hist.value_at_quantile(q))
-                        }
-                    };
+                    let (p50_ms, p99_ms, max_ms) = second.closed.unwrap_or_default();
                     Second {
                         t: t as u32,
                         warmup: Duration::from_secs(t as u64) < warmup,
@@ -337,9 +372,9 @@ impl Recorder {
                         completed: second.completed,
                         errors: second.intended.errors,
                         rate_limited: second.intended.rate_limited,
-                        p50_ms: ms(0.5),
-                        p99_ms: ms(0.99),
-                        max_ms: if quiet { 0.0 } else { us_to_ms(hist.max()) },
+                        p50_ms,
+                        p99_ms,
+                        max_ms,
                     }
                 })
                 .collect(),
@@ -382,45 +417,67 @@ fn latency(histogram: &Histogram<u64>) -> Latency {
     }
 }
 
-/// The checks `objectives` asks for.
-fn checks(
-    scope: &str,
-    objectives: &Objectives,
-    totals: &Totals,
-    histogram: &Histogram<u64>,
-    _duration: f64,
-) -> Vec<SloCheck> {
-    let percentile = |p: f64| {
-        if histogram.is_empty() {
-            0.0
-        } else {
-            us_to_ms(histogram.value_at_percentile(p))
-        }
-    };
-    let at_most = |name: &str, limit: Option<f64>, actual: f64| {
+/// The checks `objectives` asks for, on the requests of `group`. A check of a
+/// group with nothing to measure fails: an SLO that was never exercised did not hold.
+fn checks(scope: &str, objectives: &Objectives, group: &Group, duration: f64) -> Vec<SloCheck> {
+    let empty = group.completed == 0;
+    let no_latency = group.latency.is_empty();
+    let check = |name: &str, limit: Option<f64>, actual: f64, at_most: bool, nothing: bool| {
         limit.map(|limit| SloCheck {
             name: name.to_owned(),
             scope: scope.to_owned(),
             limit,
             actual,
-            passed: actual <= limit,
+            passed: !nothing
+                && if at_most {
+                    actual <= limit
+                } else {
+                    actual >= limit
+                },
+            note: nothing.then(|| "no request to measure".to_owned()),
         })
     };
+    let percentile = |p: f64| {
+        if no_latency {
+            0.0
+        } else {
+            us_to_ms(group.latency.value_at_percentile(p))
+        }
+    };
+    let error_rate = if empty {
+        0.0
+    } else {
+        group.errors as f64 / group.completed as f64
+    };
     [
-        at_most("p95_ms", objectives.p95_ms, percentile(95.0)),
-        at_most("p99_ms", objectives.p99_ms, percentile(99.0)),
-        at_most(
+        check(
+            "p95_ms",
+            objectives.p95_ms,
+            percentile(95.0),
+            true,
+            no_latency,
+        ),
+        check(
+            "p99_ms",
+            objectives.p99_ms,
+            percentile(99.0),
+            true,
+            no_latency,
+        ),
+        check(
             "max_error_rate",
             objectives.max_error_rate,
-            totals.error_rate,
+            error_rate,
+            true,
+            empty,
         ),
-        objectives.min_throughput_rps.map(|limit| SloCheck {
-            name: "min_throughput_rps".to_owned(),
-            scope: scope.to_owned(),
-            limit,
-            actual: totals.throughput_rps,
-            passed: totals.throughput_rps >= limit,
-        }),
+        check(
+            "min_throughput_rps",
+            objectives.min_throughput_rps,
+            group.answered_in_window as f64 / duration,
+            false,
+            empty,
+        ),
     ]
     .into_iter()
     .flatten()

@@ -287,13 +287,18 @@ fn the_error_lists_every_problem_on_its_own_line() {
 #[test]
 fn classes_split_the_ranks() {
     let mut scenario = parse(&MINIMAL.replace("count = 10", "count = 1000")).unwrap();
-    assert_eq!(scenario.class_sizes(), [0, 10, 100, 890]);
+    assert_eq!(scenario.class_sizes(), [0, 10, 90, 900]);
     assert_eq!(scenario.class_of(0), 1);
+    assert_eq!(scenario.class_of(9), 1);
     assert_eq!(scenario.class_of(10), 2);
-    assert_eq!(scenario.class_of(110), 3);
+    assert_eq!(scenario.class_of(99), 2);
+    assert_eq!(scenario.class_of(100), 3);
     scenario.tenants.hot_share = 0.3;
-    assert_eq!(scenario.class_sizes(), [1, 10, 100, 889]);
+    assert_eq!(scenario.class_sizes(), [1, 10, 90, 899]);
     assert_eq!(scenario.class_of(0), 0);
+    assert_eq!(scenario.class_of(1), 1);
+    assert_eq!(scenario.class_of(11), 2);
+    assert_eq!(scenario.class_of(101), 3);
 
     let tiny = parse(&MINIMAL.replace("count = 10", "count = 1")).unwrap();
     assert_eq!(tiny.class_sizes(), [0, 1, 0, 0]);
@@ -326,4 +331,96 @@ fn the_shipped_scenarios_are_valid() {
     }
     names.sort();
     assert_eq!(names, ["cache", "skewed", "spike", "steady", "tls-storm"]);
+}
+
+#[test]
+fn a_schedule_with_no_request_in_the_window_is_refused() {
+    let found = problems(&MINIMAL.replace("rps = 100", "rps = 0.1"));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("rate: less than one request falls in the measured window")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn weights_that_overflow_and_empty_classes_are_refused() {
+    let found = problems(&MINIMAL.replace(
+        "[[requests]]\npath = \"/\"",
+        "[[requests]]\npath = \"/\"\nweight = 4294967295\n[[requests]]\npath = \"/b\"\nweight = 1",
+    ));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("requests: the weights add up to")),
+        "{found:#?}"
+    );
+
+    let found = problems(&format!(
+        "{}\n[slo.classes.medium]\np99_ms = 5\n",
+        MINIMAL.replace("count = 10", "count = 5")
+    ));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("slo.classes.medium: no tenant is in this class")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn generated_hostnames_must_fit() {
+    // 248 characters: a valid base domain, but "load-9." before it makes 255.
+    let long = format!("{}.test", vec!["a".repeat(60); 4].join("."));
+    assert_eq!(long.len(), 248);
+    let found = problems(&MINIMAL.replace(
+        "count = 10",
+        &format!("count = 10\nbase_domain = \"{long}\""),
+    ));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("tenants.base_domain: makes hostnames like")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn work_integrates_the_rate_piece_by_piece() {
+    let scenario = parse(&MINIMAL.replace(
+        "rps = 100",
+        "kind = \"spike\"\nrps = 10\nspike_rps = 1000\nspike_at_secs = 1\nspike_secs = 0.5",
+    ))
+    .unwrap();
+    assert_eq!(
+        scenario.rate.segments(),
+        [(0.0, 10.0), (1.0, 1000.0), (1.5, 10.0)]
+    );
+    assert_eq!(scenario.rate.work(1.0), 10.0);
+    assert_eq!(scenario.rate.work(1.5), 510.0);
+    assert_eq!(scenario.rate.work(2.0), 515.0);
+}
+
+#[test]
+fn overrides_are_checked_like_the_file() {
+    let scenario = parse(MINIMAL).unwrap();
+    let changed = scenario
+        .clone()
+        .with_overrides(Some(5.0), Some(1.0), Some(2.0))
+        .unwrap();
+    assert_eq!(changed.duration_secs, 5.0);
+    assert_eq!(changed.warmup_secs, 1.0);
+    assert_eq!(changed.rate.at(0.0), 200.0);
+    let err = scenario
+        .clone()
+        .with_overrides(Some(1e-9), None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--duration-secs"), "{err}");
+    let err = scenario
+        .with_overrides(None, None, Some(1e9))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--rate-scale"), "{err}");
 }

@@ -23,7 +23,8 @@ pub(super) enum Privacy {
 /// The suffix of a file being written.
 pub(super) const TMP_SUFFIX: &str = ".tmp";
 
-/// Writes `bytes` to `path` through a temporary file renamed into place.
+/// Writes `bytes` to `path` through a temporary file renamed into place,
+/// with the mode `privacy` calls for whatever was at either name before.
 ///
 /// # Errors
 ///
@@ -34,10 +35,14 @@ pub(super) fn write(path: &Path, bytes: &[u8], privacy: Privacy) -> Result<(), S
         Privacy::Public => 0o644,
         Privacy::Secret => 0o600,
     };
+    // A temporary file left behind (by a seed that was killed, or by
+    // anyone) keeps its mode when opened, which may be wider than ours: it
+    // is removed, and ours created afresh, so the mode below is the one it
+    // gets (narrowed by the umask only).
+    remove(&tmp)?;
     let written = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
         .open(&tmp)
         .and_then(|mut file| file.write_all(bytes));
@@ -68,5 +73,47 @@ pub(super) fn remove(path: &Path) -> Result<bool, SeedError> {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(source) => Err(SeedError::io("remove", path, source)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_leftover_temporary_file_does_not_lend_its_mode_to_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("ca.key");
+        let tmp = tmp_path(&key);
+        assert_eq!(tmp, dir.path().join("ca.key.tmp"));
+        for path in [&tmp, &key] {
+            std::fs::write(path, "stale, and longer than the new contents").unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).unwrap();
+            assert_eq!(mode(path), 0o666);
+        }
+
+        write(&key, b"secret", Privacy::Secret).unwrap();
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(std::fs::read(&key).unwrap(), b"secret");
+        assert!(!tmp.exists());
+
+        write(&key, b"public", Privacy::Public).unwrap();
+        assert_eq!(mode(&key) & 0o600, 0o600);
+        assert_eq!(mode(&key) & 0o022, 0, "never group- or world-writable");
+    }
+
+    #[test]
+    fn a_failed_write_names_the_file_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("default.key");
+        let err = write(&path, b"x", Privacy::Secret).unwrap_err();
+        assert!(err.to_string().contains("default.key"), "{err}");
+        assert_eq!(err.exit_code(), 73);
     }
 }
