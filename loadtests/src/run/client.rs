@@ -58,13 +58,21 @@ impl Idle {
         conn
     }
 
-    /// Closes one idle connection of any key, freeing its slot.
+    /// Closes one idle connection, freeing its slot: one of the key holding the
+    /// most, so a busy host's spare connections go before a quiet host's only one
+    /// (the scan only happens when the cap is reached).
     fn evict_one(&mut self) -> bool {
-        let Some(key) = self.by_key.keys().next().cloned() else {
+        let Some(key) = self
+            .by_key
+            .iter()
+            .max_by_key(|(_, conns)| conns.len())
+            .map(|(key, _)| key.clone())
+        else {
             return false;
         };
         let conns = self.by_key.get_mut(&key).expect("key just seen");
-        conns.pop();
+        // The oldest: the one most likely to have been closed by the server.
+        conns.remove(0);
         if conns.is_empty() {
             self.by_key.remove(&key);
         }
