@@ -194,26 +194,11 @@ impl Rate {
 
     /// The rate at `t` seconds since the start.
     pub fn at(&self, t: f64) -> f64 {
-        match &self.shape {
-            RateShape::Constant { rps } => *rps,
-            RateShape::Stepped { steps } => steps
-                .iter()
-                .take_while(|(at, _)| *at <= t)
-                .last()
-                .map_or(0.0, |(_, rps)| *rps),
-            RateShape::Spike {
-                rps,
-                spike_rps,
-                at_secs,
-                secs,
-            } => {
-                if t >= *at_secs && t < at_secs + secs {
-                    *spike_rps
-                } else {
-                    *rps
-                }
-            }
-        }
+        self.segments()
+            .iter()
+            .take_while(|(from, _)| *from <= t)
+            .last()
+            .map_or(0.0, |(_, rps)| *rps)
     }
 }
 

@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-use common::{Upstream, loadtest, read_report, scenario, text};
+use common::{Upstream, loadtest, report_of, run, scenario, text};
 
 /// A small scenario: `rps` for `secs` with a half-second warm-up, evenly spaced.
 fn small(rps: u32, secs: u32, path: &str, extra: &str) -> String {
@@ -48,26 +48,20 @@ body_bytes = [100, 3000]
 #[test]
 fn a_run_against_an_upstream_counts_every_request_and_writes_the_report() {
     let upstream = Upstream::start();
-    let (dir, file) = scenario(&small(
-        300,
-        2,
-        "/items/{rand:50}?bytes=512",
-        "[slo]\np99_ms = 5000\nmax_error_rate = 0.0\nmin_throughput_rps = 1",
-    ));
-    let report_dir = dir.path().join("report");
-    let out = loadtest(&[
-        "run",
-        "--scenario",
-        file.to_str().unwrap(),
-        "--target",
+    let (out, dir) = run(
+        &small(
+            300,
+            2,
+            "/items/{rand:50}?bytes=512",
+            "[slo]\np99_ms = 5000\nmax_error_rate = 0.0\nmin_throughput_rps = 1",
+        ),
         &upstream.url(),
-        "--report",
-        report_dir.to_str().unwrap(),
-    ]);
+        &[],
+    );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
 
-    let report = read_report(&report_dir);
+    let report = report_of(&dir);
     assert_eq!(report.scenario, "small");
     assert_eq!(report.target.url, upstream.url());
     // 300 req/s evenly spaced over the 2 measured seconds.
@@ -113,7 +107,7 @@ fn a_run_against_an_upstream_counts_every_request_and_writes_the_report() {
     assert_eq!(report.schedule_lag.count, totals.completed);
     assert!(report.schedule_lag.max_ms <= report.latency.max_ms);
 
-    let html = std::fs::read_to_string(report_dir.join("report.html")).unwrap();
+    let html = std::fs::read_to_string(dir.path().join("report/report.html")).unwrap();
     assert!(html.matches("<svg").count() >= 3, "three plots");
     assert!(html.contains("small"));
     assert!(stdout.contains("PASS"), "{stdout}");
@@ -123,25 +117,19 @@ fn a_run_against_an_upstream_counts_every_request_and_writes_the_report() {
 #[test]
 fn a_failed_slo_exits_1_and_names_the_check() {
     let upstream = Upstream::start();
-    let (dir, file) = scenario(&small(
-        100,
-        1,
-        "/?delay_ms=2",
-        "[slo]\np99_ms = 0.001\n[slo.classes.small]\nmax_error_rate = 0.5",
-    ));
-    let report_dir = dir.path().join("report");
-    let out = loadtest(&[
-        "run",
-        "--scenario",
-        file.to_str().unwrap(),
-        "--target",
+    let (out, dir) = run(
+        &small(
+            100,
+            1,
+            "/?delay_ms=2",
+            "[slo]\np99_ms = 0.001\n[slo.classes.small]\nmax_error_rate = 0.5",
+        ),
         &upstream.url(),
-        "--report",
-        report_dir.to_str().unwrap(),
-    ]);
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("FAIL"));
-    let report = read_report(&report_dir);
+    let report = report_of(&dir);
     assert!(!report.slo.passed);
     let failed: Vec<_> = report.slo.checks.iter().filter(|c| !c.passed).collect();
     assert_eq!(failed.len(), 1, "{:?}", report.slo.checks);
@@ -175,23 +163,13 @@ weight = 1
 path = "/?delay_ms=3000"
 "#;
     let text_of = small(200, 1, "/ok", extra).replace("timeout_ms = 5000", "timeout_ms = 300");
-    let (dir, file) = scenario(&text_of);
-    let report_dir = dir.path().join("report");
-    let out = loadtest(&[
-        "run",
-        "--scenario",
-        file.to_str().unwrap(),
-        "--target",
-        &upstream.url(),
-        "--report",
-        report_dir.to_str().unwrap(),
-    ]);
+    let (out, dir) = run(&text_of, &upstream.url(), &[]);
     assert!(
         out.status.success(),
         "no SLO: exit 0\n{}",
         text(&out.stderr)
     );
-    let report = read_report(&report_dir);
+    let report = report_of(&dir);
     let totals = &report.totals;
     let status = |code: u16| {
         report
@@ -230,24 +208,13 @@ fn a_closed_port_gives_connect_errors_and_fails_the_error_slo() {
         .local_addr()
         .unwrap()
         .port();
-    let (dir, file) = scenario(&small(
-        50,
-        1,
-        "/",
-        "[slo]\nmax_error_rate = 0.01\np99_ms = 1000",
-    ));
-    let report_dir = dir.path().join("report");
-    let out = loadtest(&[
-        "run",
-        "--scenario",
-        file.to_str().unwrap(),
-        "--target",
+    let (out, dir) = run(
+        &small(50, 1, "/", "[slo]\nmax_error_rate = 0.01\np99_ms = 1000"),
         &format!("http://127.0.0.1:{port}"),
-        "--report",
-        report_dir.to_str().unwrap(),
-    ]);
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
-    let report = read_report(&report_dir);
+    let report = report_of(&dir);
     assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
     assert_eq!(report.errors[0].kind, "connect");
     assert_eq!(report.errors[0].count, report.totals.completed);
@@ -269,19 +236,11 @@ fn a_closed_port_gives_connect_errors_and_fails_the_error_slo() {
 
 #[test]
 fn a_bad_scenario_exits_78_listing_every_problem_and_writes_nothing() {
-    let (dir, file) = scenario(
+    let (out, dir) = run(
         "name = \"bad\"\nduration_secs = 0\n[tenants]\ncount = 0\n[rate]\nkind = \"wavy\"\n[[requests]]\npath = \"x\"\n",
-    );
-    let report_dir = dir.path().join("report");
-    let out = loadtest(&[
-        "run",
-        "--scenario",
-        file.to_str().unwrap(),
-        "--target",
         "http://127.0.0.1:9",
-        "--report",
-        report_dir.to_str().unwrap(),
-    ]);
+        &[],
+    );
     assert_eq!(out.status.code(), Some(78));
     let stderr = text(&out.stderr);
     for key in [
@@ -292,7 +251,7 @@ fn a_bad_scenario_exits_78_listing_every_problem_and_writes_nothing() {
     ] {
         assert!(stderr.contains(key), "{key} missing in {stderr}");
     }
-    assert!(!report_dir.exists());
+    assert!(!dir.path().join("report").exists());
 
     let out = loadtest(&[
         "run",
@@ -428,11 +387,12 @@ impl Staller {
 #[test]
 fn the_schedule_keeps_its_rate_through_a_stall_and_the_latency_shows_it() {
     // 200 req/s for 3 s; the server stalls for 1 s from its 250th request (a
-    // quarter second into the second second). A closed-loop generator would stop sending for that second
-    // and report a handful of slow requests; an open-loop one keeps sending 200
-    // a second and each of them waits out the rest of the stall.
+    // quarter second into the second second). A closed-loop generator would stop
+    // sending for that second and report a handful of slow requests; an open-loop
+    // one keeps sending 200 a second and each of them waits out the rest of the
+    // stall.
     let staller = Staller::start(250, Duration::from_secs(1));
-    let (dir, file) = scenario(
+    let (out, dir) = run(
         r#"
 name = "stall"
 duration_secs = 3
@@ -446,19 +406,11 @@ max = 1000
 [[requests]]
 path = "/"
 "#,
-    );
-    let report_dir = dir.path().join("report");
-    let out = loadtest(&[
-        "run",
-        "--scenario",
-        file.to_str().unwrap(),
-        "--target",
         &format!("http://{}", staller.addr),
-        "--report",
-        report_dir.to_str().unwrap(),
-    ]);
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let report = read_report(&report_dir);
+    let report = report_of(&dir);
     assert!((599..=601).contains(&report.totals.intended));
     assert_eq!(
         report.totals.ok, report.totals.intended,

@@ -133,3 +133,26 @@ pub fn wait_for(addr: SocketAddr, child: &mut Child) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// `loadtest run` of the scenario `text` against `target` with `extra` flags, its
+/// report written into a fresh directory: the process's output and that directory.
+pub fn run(text: &str, target: &str, extra: &[&str]) -> (Output, TempDir) {
+    let (dir, file) = scenario(text);
+    let report_dir = dir.path().join("report");
+    let mut args = vec![
+        "run",
+        "--scenario",
+        file.to_str().unwrap(),
+        "--target",
+        target,
+        "--report",
+        report_dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    (loadtest(&args), dir)
+}
+
+/// The report a [`run`] wrote.
+pub fn report_of(dir: &TempDir) -> Report {
+    read_report(&dir.path().join("report"))
+}
