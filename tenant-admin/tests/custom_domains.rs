@@ -416,9 +416,36 @@ async fn a_domain_proven_by_dns_is_retried_after_a_refused_validation_and_served
 async fn a_domain_proven_through_the_gateway_is_served_and_removal_or_suspension_takes_it_away() {
     let s = stack(PebbleOptions::default()).await;
     let host = "shop.customer.test";
-    s.add("t-globex", host).await;
+    let added = s.add("t-globex", host).await;
     // The CA's DNS points every name at 127.0.0.1, where the gateway
-    // answers the HTTP proof: the name points at the platform.
+    // answers the HTTP proof: the name points at the platform. The proof is
+    // checked once the gateway has the pending domain's token (the feed
+    // brings it a few milliseconds after the claim).
+    let url = added["verification"]["http"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = url
+        .strip_prefix(&format!("http://{host}"))
+        .unwrap()
+        .to_owned();
+    let http = s.gateway.http;
+    support::eventually(
+        "the gateway answers the HTTP proof",
+        Duration::from_secs(5),
+        || {
+            let path = path.clone();
+            async move {
+                let (status, _) = tokio::task::spawn_blocking(move || {
+                    support::gateway::get(http, &path, "shop.customer.test")
+                })
+                .await
+                .unwrap();
+                (status == 200).then_some(())
+            }
+        },
+    )
+    .await;
     let verified = s.verify("t-globex", host).await;
     assert_eq!(verified["state"], "verified", "{verified:#}");
     assert_eq!(verified["verification"]["verified_by"], "http");
