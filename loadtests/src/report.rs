@@ -28,11 +28,6 @@ pub mod terminal;
 
 pub use model::*;
 
-/// The terminal table comparing runs against several targets.
-pub use compare::table as compare_table;
-/// The terminal summary of one run (the lead's `main.rs` calls it from here).
-pub use terminal::summary;
-
 use std::collections::HashSet;
 use std::fs;
 use std::io;

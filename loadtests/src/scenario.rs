@@ -379,6 +379,11 @@ impl Scenario {
             self.warmup_secs = secs;
         }
         if let Some(factor) = rate_scale {
+            if !(factor > 0.0 && factor <= 1000.0) {
+                problems.push(format!(
+                    "--rate-scale: {factor} is not a factor above 0 and at most 1000"
+                ));
+            }
             self.rate = self.rate.scaled(factor);
             let highest = self
                 .rate

@@ -418,6 +418,14 @@ fn overrides_are_checked_like_the_file() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("--duration-secs"), "{err}");
+    for factor in [f64::NAN, 0.0, -1.0] {
+        let err = scenario
+            .clone()
+            .with_overrides(None, None, Some(factor))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--rate-scale: "), "{factor}: {err}");
+    }
     let err = scenario
         .with_overrides(None, None, Some(1e9))
         .unwrap_err()

@@ -140,6 +140,23 @@ fn describe(dirs: &[PathBuf]) -> String {
         .join(", ")
 }
 
+/// A binary of this workspace built beside `own` (a test's own binary, e.g.
+/// `env!("CARGO_BIN_EXE_tenant-admin")`), as `cargo test --workspace` leaves them.
+///
+/// # Panics
+///
+/// When it has not been built, saying how to build it.
+pub fn workspace_binary(own: &str, name: &str) -> PathBuf {
+    let path = Path::new(own).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: these tests drive the real {name}; run `cargo build -p {name}` \
+         (cargo test --workspace builds it)",
+        path.display()
+    );
+    path
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

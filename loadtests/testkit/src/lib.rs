@@ -54,6 +54,7 @@ pub mod reply;
 mod request;
 mod upstream;
 
+pub use binary::workspace_binary;
 pub use ca::{TestCa, client_trusting_pem};
 pub use error::{Result, TestkitError};
 pub use pebble::{Pebble, PebbleOptions};

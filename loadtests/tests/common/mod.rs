@@ -95,13 +95,7 @@ pub fn free_port() -> u16 {
 
 /// The gateway binary, built beside this crate's by `cargo test --workspace`.
 pub fn gateway_binary() -> PathBuf {
-    let path = Path::new(BINARY).with_file_name("gateway");
-    assert!(
-        path.exists(),
-        "{} is missing: build it first (cargo build -p gateway, or cargo test --workspace)",
-        path.display()
-    );
-    path
+    testkit::workspace_binary(BINARY, "gateway")
 }
 
 /// A child process killed when dropped.

@@ -12,14 +12,7 @@ use super::free_port;
 
 /// The gateway binary, built by `cargo test --workspace` (or `cargo build -p gateway`).
 pub fn gateway_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_tenant-admin")).with_file_name("gateway");
-    assert!(
-        path.exists(),
-        "{} is missing: these tests drive the real gateway; run `cargo build -p gateway` \
-         (cargo test --workspace builds it)",
-        path.display()
-    );
-    path
+    testkit::workspace_binary(env!("CARGO_BIN_EXE_tenant-admin"), "gateway")
 }
 
 /// A GET with `Host: host`: status (0 when the connection failed) and body.
